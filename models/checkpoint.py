@@ -1,0 +1,53 @@
+"""Load a training checkpoint for inference without running any pickled code."""
+
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+
+from models.classifier import CatsDogsClassifier
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be used; the message names the file and the reason."""
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """torch.load with weights_only=True: tensors and plain data only, never code."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint '{path}' does not exist or is not a file")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        first_line = str(error).strip().splitlines()[0]
+        raise CheckpointError(
+            f"refusing to load '{path}': it holds objects other than tensors and plain data "
+            f"({first_line}); only load checkpoints from a source you trust"
+        ) from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as error:
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise CheckpointError(
+            f"'{path}' is not a readable checkpoint (truncated or not a PyTorch file: {first_line})"
+        ) from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise CheckpointError(f"'{path}' is a PyTorch file but not a checkpoint written by train.py")
+    return checkpoint
+
+
+def load_classifier(path: str | Path) -> CatsDogsClassifier:
+    """Rebuild the trained classifier (network + input normalisation) in eval mode, on CPU."""
+    checkpoint = read_checkpoint(path)
+    hparams = {
+        key: value
+        for key, value in checkpoint.get("hyper_parameters", {}).items()
+        if not key.startswith("_")  # LightningCLI's bookkeeping (class path, instantiator)
+    }
+    try:
+        classifier = CatsDogsClassifier(**hparams)
+        classifier.load_state_dict(checkpoint["state_dict"])
+    except (TypeError, ValueError, RuntimeError, KeyError) as error:
+        first_line = str(error).strip().splitlines()[0]
+        raise CheckpointError(f"'{path}' does not match this version's models: {first_line}") from None
+    return classifier.eval()

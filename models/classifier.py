@@ -1,0 +1,157 @@
+"""The LightningModule: loss, metrics, optimiser and logging around a zoo model.
+
+It takes the model's registered *name* and plain values, so `save_hyperparameters()`
+stores only primitives: checkpoints load with `torch.load(weights_only=True)` and
+`load_from_checkpoint(path)` rebuilds the network with no extra arguments.
+"""
+
+import math
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchmetrics import MetricCollection
+from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryF1Score
+
+from models.registry import create_model
+
+CAT = 1  # cat is the positive class everywhere: label 1, p_cat = sigmoid(z)
+DOG = 0
+CLASS_NAMES = {CAT: "cat", DOG: "dog"}
+
+
+class CatsDogsClassifier(pl.LightningModule):
+    """Trains a registered zoo model to output one logit z with p_cat = sigmoid(z).
+
+    Args:
+        network: Registered model name (see `models.list_models()`), e.g. `mlp`, `logreg`.
+        network_kwargs: Arguments of that model's builder, e.g. `{hidden_dims: [512, 256, 128]}`.
+        image_size: Side of the square input image; linked from `data.image_size`.
+        lr: Peak learning rate of AdamW.
+        weight_decay: AdamW's decoupled weight decay.
+        warmup_epochs: Epochs of linear learning-rate warmup before the cosine decay.
+        min_lr_ratio: The cosine schedule ends at `lr * min_lr_ratio`.
+        label_smoothing: Pulls the BCE targets towards 0.5 by this amount (0 = off).
+        threshold: p_cat at or above which an image is called a cat.
+    """
+
+    def __init__(
+        self,
+        network: str = "mlp",
+        network_kwargs: dict[str, Any] | None = None,
+        image_size: int = 64,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        warmup_epochs: float = 0.0,
+        min_lr_ratio: float = 0.01,
+        label_smoothing: float = 0.0,
+        threshold: float = 0.5,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.network = create_model(network, image_size=image_size, **(network_kwargs or {}))
+        # Input normalisation is part of the model, so a checkpoint alone can predict.
+        # Filled from the training split's per-channel statistics in setup("fit").
+        self.register_buffer("channel_mean", torch.full((3,), 0.5))
+        self.register_buffer("channel_std", torch.full((3,), 0.25))
+        self.metrics = torch.nn.ModuleDict(
+            {stage: _binary_metrics(f"{stage}/", threshold) for stage in ("train", "val", "test")}
+        )
+
+    def forward(self, images: Tensor) -> Tensor:
+        """uint8 images (B, 3, H, W) -> logits z (B,)."""
+        return self.network(self.normalize(images))
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._shared_step(batch, "val")
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._shared_step(batch, "test")
+
+    def predict_step(self, batch: Tensor | tuple[Tensor, ...], batch_idx: int) -> Tensor:
+        images = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self.p_cat(images)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        # No weight decay on biases and norm parameters: decaying them only hurts.
+        decay = [p for p in self.parameters() if p.ndim >= 2]
+        no_decay = [p for p in self.parameters() if p.ndim < 2]
+        optimizer = torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": self.hparams.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=self.hparams.lr,
+        )
+        total_steps = max(1, int(self.trainer.estimated_stepping_batches))
+        steps_per_epoch = total_steps / max(1, self.trainer.max_epochs or 1)
+        warmup_steps = int(self.hparams.warmup_epochs * steps_per_epoch)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, _WarmupCosine(warmup_steps, total_steps, self.hparams.min_lr_ratio)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
+        if stage == "fit" and getattr(datamodule, "channel_mean", None) is not None:
+            self.channel_mean.copy_(torch.as_tensor(datamodule.channel_mean))
+            self.channel_std.copy_(torch.as_tensor(datamodule.channel_std))
+
+    def normalize(self, images: Tensor) -> Tensor:
+        """uint8 (B, 3, H, W) -> float, (x/255 - mean) / std folded into one multiply-add."""
+        scale = (1.0 / (255.0 * self.channel_std)).view(1, -1, 1, 1)
+        shift = (-self.channel_mean / self.channel_std).view(1, -1, 1, 1)
+        return torch.addcmul(shift, images.to(scale.dtype), scale)
+
+    def p_cat(self, images: Tensor) -> Tensor:
+        """The article's output: p_cat = sigmoid(z); p_cat >= threshold means cat."""
+        return torch.sigmoid(self(images))
+
+    def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
+        images, labels = batch
+        logits = self(images)
+        targets = labels.float()
+        if stage == "train" and self.hparams.label_smoothing > 0:
+            targets = targets * (1 - self.hparams.label_smoothing) + 0.5 * self.hparams.label_smoothing
+        loss = F.binary_cross_entropy_with_logits(logits, targets)
+        metrics = self.metrics[stage]
+        metrics.update(torch.sigmoid(logits.detach()), labels.long())
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True,
+                 batch_size=len(labels), sync_dist=stage != "train")
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train")
+        return loss
+
+
+def _binary_metrics(prefix: str, threshold: float) -> MetricCollection:
+    return MetricCollection(
+        {
+            "acc": BinaryAccuracy(threshold=threshold),
+            "auroc": BinaryAUROC(),
+            "f1": BinaryF1Score(threshold=threshold),
+        },
+        prefix=prefix,
+    )
+
+
+class _WarmupCosine:
+    """Learning-rate factor: linear warmup, then cosine decay to `min_ratio`.
+
+    A class (not a lambda) so the scheduler state in a checkpoint stays plain data.
+    """
+
+    def __init__(self, warmup_steps: int, total_steps: int, min_ratio: float) -> None:
+        self.warmup_steps = warmup_steps
+        self.total_steps = total_steps
+        self.min_ratio = min_ratio
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        progress = min(1.0, (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps))
+        return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))

@@ -1,0 +1,48 @@
+"""Name -> model builder. Families register their variants with @register_model."""
+
+import inspect
+from collections.abc import Callable
+
+from torch import nn
+
+_BUILDERS: dict[str, Callable[..., nn.Module]] = {}
+
+
+class ModelConfigError(ValueError):
+    """A model name or argument that does not exist; the message says which ones do."""
+
+
+def register_model(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """Register a variant under its function name (timm style)."""
+    name = builder.__name__
+    if name in _BUILDERS:
+        raise ValueError(f"model '{name}' is registered twice")
+    _BUILDERS[name] = builder
+    return builder
+
+
+def list_models() -> list[str]:
+    return sorted(_BUILDERS)
+
+
+def model_arguments(name: str) -> dict[str, inspect.Parameter]:
+    return dict(inspect.signature(_builder(name)).parameters)
+
+
+def create_model(name: str, **kwargs: object) -> nn.Module:
+    """Build a registered model; unknown names or arguments fail with the known ones listed."""
+    builder = _builder(name)
+    accepted = model_arguments(name)
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise ModelConfigError(
+            f"model '{name}' has no argument {', '.join(repr(k) for k in unknown)}; "
+            f"it takes: {', '.join(accepted)}"
+        )
+    return builder(**kwargs)
+
+
+def _builder(name: str) -> Callable[..., nn.Module]:
+    if name not in _BUILDERS:
+        raise ModelConfigError(f"unknown model '{name}'; known models: {', '.join(list_models())}")
+    return _BUILDERS[name]

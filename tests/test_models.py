@@ -1,0 +1,94 @@
+"""The zoo's contract: Z = W x + b per layer, one logit, gradients everywhere, round trips."""
+
+import pytest
+import torch
+
+from models import DenseLayer, ModelConfigError, create_model, list_models
+from models.layers import ACTIVATIONS
+
+IMAGE_SIZE = 16
+
+
+def test_dense_layer_is_wx_plus_b_then_activation():
+    torch.manual_seed(0)
+    for name, activation in ACTIVATIONS.items():
+        layer = DenseLayer(12, 5, activation=name).eval()
+        x = torch.randn(4, 12)
+        z, a = layer.forward_with_z(x)
+        expected_z = x @ layer.weight.T + layer.bias  # the article's Z = W x + b
+        torch.testing.assert_close(z, expected_z)
+        torch.testing.assert_close(a, activation()(expected_z))
+        torch.testing.assert_close(layer(x), a)
+
+
+def test_dense_layer_norm_acts_between_z_and_activation():
+    layer = DenseLayer(8, 6, activation="relu", norm="layer").eval()
+    x = torch.randn(3, 8)
+    z, a = layer.forward_with_z(x)
+    torch.testing.assert_close(z, x @ layer.weight.T + layer.bias)
+    torch.testing.assert_close(a, torch.relu(torch.nn.functional.layer_norm(z, (6,))))
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_outputs_one_logit_per_image(name):
+    model = create_model(name, image_size=IMAGE_SIZE)
+    logits = model(torch.randn(5, 3, IMAGE_SIZE, IMAGE_SIZE))
+    assert logits.shape == (5,)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_parameter_gets_a_gradient(name):
+    model = create_model(name, image_size=IMAGE_SIZE)
+    model(torch.randn(4, 3, IMAGE_SIZE, IMAGE_SIZE)).sum().backward()
+    for param_name, param in model.named_parameters():
+        assert param.grad is not None, f"{param_name} got no gradient"
+        assert param.grad.abs().sum() > 0, f"{param_name} got an all-zero gradient"
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_state_dict_round_trip_gives_identical_outputs(name, tmp_path):
+    torch.manual_seed(0)
+    model = create_model(name, image_size=IMAGE_SIZE).eval()
+    torch.save(model.state_dict(), tmp_path / "weights.pt")
+    torch.manual_seed(1)  # a differently initialised copy must become identical
+    clone = create_model(name, image_size=IMAGE_SIZE).eval()
+    clone.load_state_dict(torch.load(tmp_path / "weights.pt", weights_only=True))
+    x = torch.randn(3, 3, IMAGE_SIZE, IMAGE_SIZE)
+    torch.testing.assert_close(clone(x), model(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_intermediates_are_the_forward_pass(name):
+    model = create_model(name, image_size=IMAGE_SIZE).eval()
+    x = torch.randn(3, 3, IMAGE_SIZE, IMAGE_SIZE)
+    logits, layers = model.forward_with_intermediates(x)
+    torch.testing.assert_close(logits, model(x), rtol=0, atol=0)
+    assert list(layers)[-1] == "head"
+    torch.testing.assert_close(layers["head"].z, logits)
+    torch.testing.assert_close(layers["head"].a, torch.sigmoid(logits))  # A of the head is p_cat
+    for trace in layers.values():
+        assert trace.z.shape == trace.a.shape
+
+
+def test_logreg_is_a_single_z_equals_wx_plus_b():
+    model = create_model("logreg", image_size=IMAGE_SIZE)
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == 1 and linears[0].weight.shape == (1, 3 * IMAGE_SIZE**2)
+    x = torch.randn(2, 3, IMAGE_SIZE, IMAGE_SIZE)
+    torch.testing.assert_close(model(x), (x.flatten(1) @ linears[0].weight.T + linears[0].bias)[:, 0])
+
+
+def test_article_mlp_has_three_hidden_layers():
+    model = create_model("mlp", image_size=IMAGE_SIZE)
+    _, layers = model.forward_with_intermediates(torch.randn(1, 3, IMAGE_SIZE, IMAGE_SIZE))
+    assert list(layers) == ["layer1", "layer2", "layer3", "head"]
+
+
+def test_unknown_model_lists_the_known_ones():
+    with pytest.raises(ModelConfigError, match="known models: .*logreg.*mlp"):
+        create_model("perceptron")
+
+
+def test_unknown_argument_names_it_and_the_accepted_ones():
+    with pytest.raises(ModelConfigError, match="'hiden_dims'.*hidden_dims"):
+        create_model("mlp", hiden_dims=[4])
