@@ -38,6 +38,10 @@ class MLP(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self._run(x, record=None)
 
+    def linear_layers(self) -> dict[str, nn.Linear]:
+        """Each layer's W and b, under the names forward_with_intermediates uses."""
+        return {**{name: layer.linear for name, layer in self.hidden.items()}, "head": self.head}
+
     def forward_with_intermediates(self, x: Tensor) -> tuple[Tensor, dict[str, LayerTrace]]:
         """Logit plus every layer's Z and A, from the same code path as forward."""
         record: dict[str, LayerTrace] = {}

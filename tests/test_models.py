@@ -68,6 +68,9 @@ def test_intermediates_are_the_forward_pass(name):
     torch.testing.assert_close(layers["head"].a, torch.sigmoid(logits))  # A of the head is p_cat
     for trace in layers.values():
         assert trace.z.shape == trace.a.shape
+    assert list(model.linear_layers()) == list(layers)  # W, b, Z and A share the layer names
+    for name, linear in model.linear_layers().items():
+        assert linear.out_features == (layers[name].z.shape[1] if layers[name].z.ndim > 1 else 1)
 
 
 def test_logreg_is_a_single_z_equals_wx_plus_b():
