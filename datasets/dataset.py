@@ -1,0 +1,55 @@
+"""A torch Dataset over the memory-mapped cache: a batch is one sorted read."""
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+
+class CachedImageDataset(Dataset):
+    """Images `indices` of the cache: items are (uint8 (3, S, S), float32 label, 1.0 = cat).
+
+    DataLoader calls __getitems__ with a whole batch of indices, so a batch is
+    one fancy-index read from the memmap instead of batch_size small ones.
+    """
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, indices: np.ndarray) -> None:
+        self.images = images  # (N, 3, S, S) uint8, usually a read-only np.memmap
+        self.labels = np.asarray(labels, dtype=np.float32)
+        self.indices = np.asarray(indices, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        row = self.indices[i]
+        return torch.from_numpy(np.array(self.images[row])), torch.tensor(self.labels[row])
+
+    def __getitems__(self, batch: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = self.indices[np.asarray(batch, dtype=np.int64)]
+        order = np.argsort(rows, kind="stable")
+        # Reading in file order turns a shuffled batch into one forward sweep
+        # through the memmap; the pixels are then put back in batch order.
+        images = np.empty((len(rows), *self.images.shape[1:]), dtype=np.uint8)
+        images[order] = self.images[rows[order]]
+        return torch.from_numpy(images), torch.from_numpy(self.labels[rows])  # (B,3,S,S), (B,)
+
+    def __getstate__(self) -> dict:
+        # Pickling a memmap copies the whole array into every spawned worker;
+        # send the file name instead and map it again on the other side.
+        state = self.__dict__.copy()
+        if isinstance(self.images, np.memmap) and self.images.filename:
+            state["images"] = os.fspath(self.images.filename)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        if isinstance(state["images"], str):
+            state["images"] = np.load(state["images"], mmap_mode="r")
+        self.__dict__.update(state)
+
+
+def identity_collate(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """__getitems__ already returns a collated batch; a module-level function pickles."""
+    return batch
