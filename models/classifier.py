@@ -56,9 +56,10 @@ class CatsDogsClassifier(pl.LightningModule):
         # Filled from the training split's per-channel statistics in setup("fit").
         self.register_buffer("channel_mean", torch.full((3,), 0.5))
         self.register_buffer("channel_std", torch.full((3,), 0.25))
-        self.metrics = torch.nn.ModuleDict(
-            {stage: _binary_metrics(f"{stage}/", threshold) for stage in ("train", "val", "test")}
-        )
+        # One torchmetrics collection per stage (attributes, so Lightning moves and resets them).
+        self.train_metrics = _binary_metrics("train/", threshold)
+        self.val_metrics = _binary_metrics("val/", threshold)
+        self.test_metrics = _binary_metrics("test/", threshold)
 
     def forward(self, images: Tensor) -> Tensor:
         """uint8 images (B, 3, H, W) -> logits z (B,)."""
@@ -83,8 +84,8 @@ class CatsDogsClassifier(pl.LightningModule):
         no_decay = [p for p in self.parameters() if p.ndim < 2]
         optimizer = torch.optim.AdamW(
             [
-                {"params": decay, "weight_decay": self.hparams.weight_decay},
-                {"params": no_decay, "weight_decay": 0.0},
+                {"params": decay, "weight_decay": self.hparams.weight_decay, "name": "weights"},
+                {"params": no_decay, "weight_decay": 0.0, "name": "biases"},
             ],
             lr=self.hparams.lr,
         )
@@ -100,7 +101,8 @@ class CatsDogsClassifier(pl.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
         if stage == "fit" and getattr(datamodule, "channel_mean", None) is not None:
             self.channel_mean.copy_(torch.as_tensor(datamodule.channel_mean))
-            self.channel_std.copy_(torch.as_tensor(datamodule.channel_std))
+            # A constant channel would divide by zero; 1e-3 of the pixel range is "no spread".
+            self.channel_std.copy_(torch.as_tensor(datamodule.channel_std).clamp_min(1e-3))
 
     def normalize(self, images: Tensor) -> Tensor:
         """uint8 (B, 3, H, W) -> float, (x/255 - mean) / std folded into one multiply-add."""
@@ -119,7 +121,7 @@ class CatsDogsClassifier(pl.LightningModule):
         if stage == "train" and self.hparams.label_smoothing > 0:
             targets = targets * (1 - self.hparams.label_smoothing) + 0.5 * self.hparams.label_smoothing
         loss = F.binary_cross_entropy_with_logits(logits, targets)
-        metrics = self.metrics[stage]
+        metrics = getattr(self, f"{stage}_metrics")
         metrics.update(torch.sigmoid(logits.detach()), labels.long())
         on_step = stage == "train"
         self.log(
