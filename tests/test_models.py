@@ -70,7 +70,7 @@ def test_intermediates_are_the_forward_pass(name):
         assert trace.z.shape == trace.a.shape
     assert list(model.linear_layers()) == list(layers)  # W, b, Z and A share the layer names
     for name, linear in model.linear_layers().items():
-        assert linear.out_features == (layers[name].z.shape[1] if layers[name].z.ndim > 1 else 1)
+        assert linear.out_features == (layers[name].z.shape[-1] if layers[name].z.ndim > 1 else 1)
 
 
 def test_logreg_is_a_single_z_equals_wx_plus_b():
@@ -95,3 +95,19 @@ def test_unknown_model_lists_the_known_ones():
 def test_unknown_argument_names_it_and_the_accepted_ones():
     with pytest.raises(ModelConfigError, match="'hiden_dims'.*hidden_dims"):
         create_model("mlp", hiden_dims=[4])
+
+
+def test_mixer_rejects_an_image_size_its_patches_cannot_tile():
+    with pytest.raises(ModelConfigError, match="not a multiple of patch_size 8"):
+        create_model("mixer", image_size=30)
+
+
+def test_mixer_token_mixing_is_wx_plus_b_across_patches():
+    model = create_model("mixer", image_size=IMAGE_SIZE, patch_size=4, depth=1).eval()
+    x = torch.randn(2, 3, IMAGE_SIZE, IMAGE_SIZE)
+    _, layers = model.forward_with_intermediates(x)
+    block = model.blocks[0]
+    h = layers["embed"].a  # (B, N, D)
+    x_tokens = block.token_norm(h).transpose(1, 2)  # (B, D, N): one feature across all patches
+    expected = x_tokens @ block.token_fc1.weight.T + block.token_fc1.bias
+    torch.testing.assert_close(layers["block1.token_fc1"].z, expected)

@@ -1,0 +1,117 @@
+"""MLP-Mixer: the image as a grid of patches, mixed by nn.Linear layers only.
+
+Token mixing applies Z = W x + b across patches (the same W for every channel), channel
+mixing applies it across features (the same W for every patch); both in pre-norm
+residual blocks. Tolstikhin et al., "MLP-Mixer: An all-MLP Architecture for Vision", 2021.
+"""
+
+import torch
+from torch import Tensor, nn
+
+from models.layers import DenseLayer, LayerTrace
+from models.registry import ModelConfigError, register_model
+
+
+class MixerBlock(nn.Module):
+    def __init__(self, tokens: int, width: int, token_hidden: int, channel_hidden: int, dropout: float):
+        super().__init__()
+        self.token_norm = nn.LayerNorm(width)
+        self.token_fc1 = DenseLayer(tokens, token_hidden, "gelu", dropout=dropout)
+        self.token_fc2 = DenseLayer(token_hidden, tokens, "identity", dropout=dropout)
+        self.channel_norm = nn.LayerNorm(width)
+        self.channel_fc1 = DenseLayer(width, channel_hidden, "gelu", dropout=dropout)
+        self.channel_fc2 = DenseLayer(channel_hidden, width, "identity", dropout=dropout)
+
+
+class Mixer(nn.Module):
+    """Patches -> per-patch embedding -> Mixer blocks -> LN -> mean over patches -> one logit."""
+
+    LAYER_NAMES = ("token_fc1", "token_fc2", "channel_fc1", "channel_fc2")
+
+    def __init__(
+        self,
+        image_size: int = 64,
+        in_channels: int = 3,
+        patch_size: int = 8,
+        width: int = 128,
+        depth: int = 4,
+        token_hidden: int = 64,
+        channel_hidden: int = 256,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if image_size % patch_size:
+            raise ModelConfigError(
+                f"image_size {image_size} is not a multiple of patch_size {patch_size}; "
+                f"use an image size such as {image_size - image_size % patch_size or patch_size}"
+            )
+        self.input_shape = (in_channels, image_size, image_size)
+        self.patch_size = patch_size
+        tokens = (image_size // patch_size) ** 2
+        self.embed = DenseLayer(in_channels * patch_size * patch_size, width, "identity")
+        self.blocks = nn.ModuleList(
+            MixerBlock(tokens, width, token_hidden, channel_hidden, dropout) for _ in range(depth)
+        )
+        self.norm = nn.LayerNorm(width)
+        self.head = nn.Linear(width, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._run(x, None)
+
+    def forward_with_intermediates(self, x: Tensor) -> tuple[Tensor, dict[str, LayerTrace]]:
+        record: dict[str, LayerTrace] = {}
+        return self._run(x, record), record
+
+    def linear_layers(self) -> dict[str, nn.Linear]:
+        layers = {"embed": self.embed.linear}
+        for i, block in enumerate(self.blocks, start=1):
+            for name in self.LAYER_NAMES:
+                layers[f"block{i}.{name}"] = getattr(block, name).linear
+        layers["head"] = self.head
+        return layers
+
+    def patches(self, x: Tensor) -> Tensor:
+        """(B, C, H, W) -> (B, N, C*p*p): each patch flattened like the MLP flattens an image."""
+        p = self.patch_size
+        b, c, h, w = x.shape
+        x = x.reshape(b, c, h // p, p, w // p, p).permute(0, 2, 4, 1, 3, 5)  # (B, H/p, W/p, C, p, p)
+        return x.reshape(b, (h // p) * (w // p), c * p * p)
+
+    def _run(self, x: Tensor, record: dict[str, LayerTrace] | None) -> Tensor:
+        def keep(name: str, z: Tensor, a: Tensor) -> None:
+            if record is not None:
+                record[name] = LayerTrace(z, a)
+
+        z, h = self.embed.forward_with_z(self.patches(x))  # (B, N, D)
+        keep("embed", z, h)
+        for i, block in enumerate(self.blocks, start=1):
+            # Token mixing: x is one feature across all N patches, so transpose to (B, D, N).
+            z1, a1 = block.token_fc1.forward_with_z(block.token_norm(h).transpose(1, 2))
+            z2, a2 = block.token_fc2.forward_with_z(a1)  # (B, D, N)
+            keep(f"block{i}.token_fc1", z1, a1)
+            keep(f"block{i}.token_fc2", z2, a2)
+            h = h + a2.transpose(1, 2)  # (B, N, D)
+            # Channel mixing: x is one patch's D features.
+            z3, a3 = block.channel_fc1.forward_with_z(block.channel_norm(h))  # (B, N, hidden)
+            z4, a4 = block.channel_fc2.forward_with_z(a3)  # (B, N, D)
+            keep(f"block{i}.channel_fc1", z3, a3)
+            keep(f"block{i}.channel_fc2", z4, a4)
+            h = h + a4
+        z = self.head(self.norm(h).mean(dim=1)).squeeze(-1)  # (B,)
+        keep("head", z, torch.sigmoid(z))
+        return z
+
+
+@register_model
+def mixer(
+    image_size: int = 64,
+    in_channels: int = 3,
+    patch_size: int = 8,
+    width: int = 128,
+    depth: int = 4,
+    token_hidden: int = 64,
+    channel_hidden: int = 256,
+    dropout: float = 0.0,
+) -> Mixer:
+    """A small MLP-Mixer: 8x8 patches (64 tokens at 64 px), width 128, 4 blocks."""
+    return Mixer(image_size, in_channels, patch_size, width, depth, token_hidden, channel_hidden, dropout)
