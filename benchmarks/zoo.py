@@ -1,0 +1,160 @@
+"""Zoo results table: every config on cats_and_dogs_filtered, several seeds, test as it comes out.
+
+    python benchmarks/zoo.py [--configs logreg mlp_article ...] [--seeds 0 1 2] [--out benchmarks/zoo.md]
+
+Each run is `train.py`'s own CLI in a fresh process (so runs share no state); models are
+selected on the validation split carved from the training photos, and the test figure is
+the held-out `validation/` folder, reported as it comes out. Prints a markdown table.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_ROOT = REPO.parent / "shared" / "data" / "cats_and_dogs_filtered"
+DEFAULT_CONFIGS = ["logreg", "mlp_article", "mlp_deep", "resmlp", "mixer"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--configs", nargs="+", default=DEFAULT_CONFIGS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--root", default=str(DEFAULT_ROOT), help="split_folders photos")
+    parser.add_argument("--out", help="also write the markdown table here")
+    parser.add_argument("--one", nargs=3, metavar=("CONFIG", "SEED", "JSON_OUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        config, seed, json_out = args.one
+        run_one(config, int(seed), args.root, Path(json_out))
+        return
+    if not Path(args.root).is_dir():
+        sys.exit(f"error: photos not found at {args.root}; pass --root DIR (split_folders layout)")
+    rows = []
+    with tempfile.TemporaryDirectory() as work:
+        for config in args.configs:
+            results = []
+            for seed in args.seeds:
+                out = Path(work) / f"{config}-{seed}.json"
+                command = [
+                    sys.executable,
+                    __file__,
+                    "--root",
+                    args.root,
+                    "--one",
+                    config,
+                    str(seed),
+                    str(out),
+                ]
+                subprocess.run(command, cwd=work, check=True, stdout=subprocess.DEVNULL)
+                results.append(json.loads(out.read_text()))
+                print(f"{config} seed {seed}: {results[-1]}", file=sys.stderr)
+            rows.append(summarise(config, results))
+    table = render(rows, majority=rows[0]["majority"] if rows else 0.5, seeds=len(args.seeds))
+    print(table)
+    if args.out:
+        Path(args.out).write_text(table + "\n")
+
+
+def run_one(config: str, seed: int, root: str, json_out: Path) -> None:
+    """One training run through train.py's CLI, in this (fresh) process."""
+    sys.path.insert(0, str(REPO))
+    import torch
+
+    from datasets import CatsDogsDataModule  # imported here: only the child process needs them
+    from models.classifier import CatsDogsClassifier
+    from train import CatsDogsCLI
+
+    cli = CatsDogsCLI(
+        CatsDogsClassifier,
+        CatsDogsDataModule,
+        args=["--config", str(REPO / "configs" / f"{config}.yaml"), "--data.root", root,
+              "--seed_everything", str(seed), "--trainer.enable_progress_bar", "false"],
+        run=False,
+        save_config_kwargs={"overwrite": True},
+    )  # fmt: skip
+    trainer, model, data = cli.trainer, cli.model, cli.datamodule
+    start = time.perf_counter()
+    trainer.fit(model, datamodule=data)
+    fit_seconds = time.perf_counter() - start
+    best = trainer.checkpoint_callback.best_model_path
+    test = trainer.test(model, datamodule=data, ckpt_path=best, weights_only=True, verbose=False)[0]
+    cat_share = float(torch.cat([labels for _, labels in data.test_dataloader()]).mean())
+    json_out.write_text(
+        json.dumps(
+            {
+                "params": sum(p.numel() for p in model.network.parameters()),
+                "test_acc": test["test/acc"],
+                "test_auroc": test["test/auroc"],
+                "best_val_acc": float(trainer.checkpoint_callback.best_model_score),
+                "epochs": trainer.current_epoch,
+                "fit_seconds": fit_seconds,
+                "images_per_second": data.split_sizes["train"] * trainer.current_epoch / fit_seconds,
+                "majority": max(cat_share, 1 - cat_share),
+            }
+        )
+    )
+
+
+def summarise(config: str, results: list[dict]) -> dict:
+    def mean_std(key: str) -> tuple[float, float]:
+        values = [r[key] for r in results]
+        return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+    return {
+        "config": config,
+        "params": results[0]["params"],
+        "test_acc": mean_std("test_acc"),
+        "test_auroc": mean_std("test_auroc"),
+        "val_acc": mean_std("best_val_acc"),
+        "fit_seconds": mean_std("fit_seconds")[0],
+        "images_per_second": mean_std("images_per_second")[0],
+        "majority": results[0]["majority"],
+    }
+
+
+def render(rows: list[dict], majority: float, seeds: int) -> str:
+    lines = [
+        f"| config | parameters | test acc (mean ± std, {seeds} seeds) | test AUROC | best val acc "
+        "| training time | images/s |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        f"| majority class | 0 | {majority:.1%} | 0.500 | | | |",
+    ]
+    for row in rows:
+        acc, acc_std = row["test_acc"]
+        auroc, auroc_std = row["test_auroc"]
+        val, _ = row["val_acc"]
+        lines.append(
+            f"| {row['config']} | {row['params']:,} | {acc:.1%} ± {acc_std:.1%} "
+            f"| {auroc:.3f} ± {auroc_std:.3f} | {val:.1%} "
+            f"| {row['fit_seconds']:.0f} s | {row['images_per_second']:.0f} |"
+        )
+    lines.append("")
+    lines.append(f"Machine: {cpu_name()}, {_cores()} CPU cores, no GPU.")
+    return "\n".join(lines)
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+if __name__ == "__main__":
+    main()
