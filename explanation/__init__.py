@@ -1,0 +1,18 @@
+"""Explain one prediction: the article's Z = W x + b, layer by layer, for one photo.
+
+trace.py computes the numbers from the model's own forward pass; text.py and html.py
+only present them.
+"""
+
+from explanation.html import first_layer_templates, render_html
+from explanation.text import render_text
+from explanation.trace import Explanation, explain_file, explain_image
+
+__all__ = [
+    "Explanation",
+    "explain_file",
+    "explain_image",
+    "first_layer_templates",
+    "render_html",
+    "render_text",
+]

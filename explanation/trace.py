@@ -1,0 +1,279 @@
+"""The numbers behind one prediction: every layer's Z = W x + b and A = g(Z) for one photo.
+
+Everything here comes from the model's own forward pass (`forward_with_intermediates`)
+on the photo decoded exactly as predict.py decodes it, so the p_cat explained is the
+p_cat predicted. Forward hooks on each layer's nn.Linear only *read* its input x, to
+show x's shape and how the output layer's z splits into w_j * x_j contributions.
+"""
+
+import os
+from dataclasses import asdict, dataclass, field
+
+import torch
+from PIL import Image
+from torch import Tensor, nn
+
+from datasets import decode_image
+from models.classifier import CLASS_NAMES, CatsDogsClassifier
+from models.layers import LayerTrace
+
+# Activations where "active" has a plain meaning, and what it is.
+ACTIVE_WHEN = {
+    "relu": ("A > 0", lambda a: a > 0),
+    "leaky_relu": ("A > 0", lambda a: a > 0),
+    "gelu": ("A > 0", lambda a: a > 0),
+    "silu": ("A > 0", lambda a: a > 0),
+    "tanh": ("A > 0", lambda a: a > 0),
+    "sigmoid": ("A > 0.5", lambda a: a > 0.5),
+}
+EXIF_ORIENTATION = 0x0112
+ROTATED_90 = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+
+
+@dataclass
+class Stats:
+    """Summary of every element of a tensor; std is the population std (a single z has std 0)."""
+
+    min: float
+    mean: float
+    max: float
+    std: float
+
+    @classmethod
+    def of(cls, values: Tensor) -> "Stats":
+        values = values.detach().double()
+        return cls(
+            min=values.min().item(),
+            mean=values.mean().item(),
+            max=values.max().item(),
+            std=values.std(correction=0).item(),
+        )
+
+
+@dataclass
+class Unit:
+    """One unit of a layer: its index (a patch or feature row first for Mixer layers), Z and A."""
+
+    index: list[int]
+    z: float
+    a: float
+
+
+@dataclass
+class Contribution:
+    """One term w_j * x_j of the output layer's z = sum_j w_j x_j + b."""
+
+    index: int
+    weight: float
+    x: float
+    contribution: float
+
+
+@dataclass
+class LayerReport:
+    name: str
+    kind: str  # "dense", "token_mixing", "channel_mixing", "patch_embedding" or "output"
+    weight_shape: list[int]  # W: (out, in)
+    x_shape: list[int]  # the input one W multiplies: (in,), or (rows, in) when applied per row
+    bias_shape: list[int]
+    z_shape: list[int]
+    rows: int | None  # how many times W is applied (patches or features); None for one vector
+    activation: str | None  # g in A = g(Z); None for the output layer, whose A is sigmoid(z)
+    normalised: bool  # A = g(norm(Z)) instead of g(Z)
+    x_is_previous_a: bool  # the x this W multiplies is exactly the previous layer's A
+    z_stats: Stats
+    a_stats: Stats
+    units: int  # elements of Z
+    active: int | None  # elements with A "on" (see active_when); None where it has no meaning
+    active_when: str | None
+    top_units: list[Unit] = field(default_factory=list)
+    # A of each unit (the mean over rows for Mixer layers), for the page's bars; not in JSON
+    a_per_unit: list[float] = field(default_factory=list, repr=False)
+
+
+@dataclass
+class InputReport:
+    path: str
+    original_size: list[int] | None  # (width, height) of the file, after EXIF rotation
+    image_size: int
+    channel_mean: list[float]
+    channel_std: list[float]
+    x_length: int
+    x_stats: Stats
+
+
+@dataclass
+class Explanation:
+    network: str
+    input: InputReport
+    layers: list[LayerReport]
+    z: float  # the output layer's single logit
+    p_cat: float  # sigmoid(z)
+    threshold: float
+    label: str
+    bias: float  # b of the output layer
+    terms_towards_cat: float  # sum of the positive w_j x_j: z = towards_cat + towards_dog + b
+    terms_towards_dog: float  # sum of the negative ones
+    contributions: list[Contribution]  # the largest positive, then the most negative w_j x_j terms
+
+    def to_dict(self) -> dict:
+        """Plain data for JSON: everything except the per-unit A lists (one number per unit)."""
+        data = asdict(self)
+        for layer in data["layers"]:
+            del layer["a_per_unit"]
+        return data
+
+
+def explain_file(
+    classifier: CatsDogsClassifier, path: str | os.PathLike, threshold: float, top: int = 5
+) -> tuple[Explanation, Tensor]:
+    """Decode `path` exactly as predict.py does and explain it; also returns the uint8
+    image (3, S, S) the network saw, which the HTML page shows."""
+    image = decode_image(path, int(classifier.hparams.image_size))  # raises UnreadableImage
+    explanation = explain_image(classifier, image, threshold, top)
+    explanation.input.path = os.fspath(path)
+    explanation.input.original_size = _original_size(path)
+    return explanation, image
+
+
+@torch.inference_mode()
+def explain_image(
+    classifier: CatsDogsClassifier, image: Tensor, threshold: float, top: int = 5
+) -> Explanation:
+    """uint8 image (3, S, S) -> the layer-by-layer explanation of its p_cat."""
+    network = classifier.network
+    x = classifier.normalize(image.unsqueeze(0))  # (1, 3, S, S): (pixel/255 - mean) / std
+    linears = network.linear_layers()
+    inputs: dict[str, Tensor] = {}
+    hooks = [
+        linear.register_forward_hook(lambda _module, args, _out, name=name: inputs.__setitem__(name, args[0]))
+        for name, linear in linears.items()
+    ]
+    try:
+        logits, traces = network.forward_with_intermediates(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+    owners = _dense_owners(network)
+    layers = []
+    previous_a = None
+    for name, trace in traces.items():
+        x_is_previous_a = previous_a is not None and torch.equal(inputs[name], previous_a)
+        owner = owners.get(id(linears[name]))
+        layers.append(_layer_report(name, linears[name], inputs[name], trace, owner, x_is_previous_a, top))
+        previous_a = trace.a
+    z = logits[0]
+    p_cat = traces["head"].a[0].item()  # the head's A is sigmoid(z): the same number predict.py prints
+    head = linears["head"]
+    terms = head.weight[0] * inputs["head"][0]  # (in,): z = sum_j w_j x_j + b
+    order = terms.argsort(descending=True).tolist()  # (in,) the most cat-ward term first
+    cat_side = [j for j in order[:top] if terms[j] > 0]
+    dog_side = [j for j in order[::-1][:top] if terms[j] < 0]
+    contributions = [
+        Contribution(j, head.weight[0, j].item(), inputs["head"][0, j].item(), terms[j].item())
+        for j in cat_side + dog_side
+    ]
+    return Explanation(
+        network=str(classifier.hparams.network),
+        input=InputReport(
+            path="",
+            original_size=None,
+            image_size=image.shape[-1],
+            channel_mean=classifier.channel_mean.tolist(),
+            channel_std=classifier.channel_std.tolist(),
+            x_length=x[0].numel(),
+            x_stats=Stats.of(x),
+        ),
+        layers=layers,
+        z=z.item(),
+        p_cat=p_cat,
+        threshold=threshold,
+        label=CLASS_NAMES[int(p_cat >= threshold)],
+        bias=head.bias[0].item(),
+        terms_towards_cat=terms.clamp_min(0).double().sum().item(),
+        terms_towards_dog=terms.clamp_max(0).double().sum().item(),
+        contributions=contributions,
+    )
+
+
+def _layer_report(
+    name: str,
+    linear: nn.Linear,
+    x: Tensor,
+    trace: LayerTrace,
+    owner: nn.Module | None,
+    x_is_previous_a: bool,
+    top: int,
+) -> LayerReport:
+    z, a = trace.z[0], trace.a[0]  # drop the batch of one: (out,) or (rows, out)
+    activation = owner.activation_name if owner is not None else None
+    active_when, is_active = ACTIVE_WHEN.get(activation, (None, None))
+    flat_a = a.reshape(-1)
+    order = flat_a.argsort(descending=True)[:top] if name != "head" else torch.tensor([])
+    top_units = [
+        Unit([int(i) for i in _unravel(int(k), tuple(a.shape))], z.reshape(-1)[k].item(), flat_a[k].item())
+        for k in order.tolist()
+    ]
+    return LayerReport(
+        name=name,
+        kind=_kind(name, z),
+        weight_shape=list(linear.weight.shape),
+        x_shape=list(x.shape[1:]),
+        bias_shape=list(linear.bias.shape),
+        z_shape=list(z.shape) if name != "head" else [1],
+        rows=z.shape[0] if z.ndim == 2 else None,
+        activation=activation,
+        x_is_previous_a=x_is_previous_a,
+        normalised=owner is not None
+        and not isinstance(getattr(owner, "norm", None), (nn.Identity, type(None))),
+        z_stats=Stats.of(z),
+        a_stats=Stats.of(a),
+        units=z.numel(),
+        active=int(is_active(a).sum()) if is_active is not None else None,
+        active_when=active_when,
+        top_units=top_units,
+        a_per_unit=(a.mean(dim=0) if a.ndim == 2 else a).tolist() if name != "head" else [],
+    )
+
+
+def _kind(name: str, z: Tensor) -> str:
+    if name == "head":
+        return "output"
+    if z.ndim == 1:
+        return "dense"
+    if "token" in name:
+        return "token_mixing"
+    if "channel" in name:
+        return "channel_mixing"
+    return "patch_embedding"
+
+
+def _dense_owners(network: nn.Module) -> dict[int, nn.Module]:
+    """id(nn.Linear) -> the module that owns it as `.linear` and names its activation
+    (models.DenseLayer does); a bare nn.Linear such as the head has no owner."""
+    return {
+        id(module.linear): module
+        for module in network.modules()
+        if isinstance(getattr(module, "linear", None), nn.Linear) and hasattr(module, "activation_name")
+    }
+
+
+def _unravel(flat_index: int, shape: tuple[int, ...]) -> list[int]:
+    index = []
+    for size in reversed(shape):
+        index.append(flat_index % size)
+        flat_index //= size
+    return index[::-1]
+
+
+def _original_size(path: str | os.PathLike) -> list[int] | None:
+    """The file's (width, height) as a viewer shows it; reads only the header."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if image.getexif().get(EXIF_ORIENTATION) in ROTATED_90:
+                width, height = height, width
+            return [width, height]
+    except Exception:  # a size is a nicety: the decode that matters already succeeded
+        return None
