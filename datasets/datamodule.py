@@ -15,7 +15,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
 from datasets.cache import CacheInfo, ensure_cache
-from datasets.dataset import CachedImageDataset, identity_collate
+from datasets.dataset import CachedImageDataset, EpochShuffleSampler, identity_collate
 from datasets.download import download_petimages
 from datasets.errors import DataError
 from datasets.layouts import CAT, LAYOUTS, list_entries, resolve_layout
@@ -92,6 +92,8 @@ class CatsDogsDataModule(L.LightningDataModule):
         self.channel_std: torch.Tensor | None = None
         self._splits: dict[str, np.ndarray] = {}
         self._datasets: dict[str, CachedImageDataset] = {}
+        self._train_sampler: EpochShuffleSampler | None = None
+        self._resume_skip = 0  # samples of the resumed epoch a mid-epoch checkpoint already trained on
 
     def prepare_data(self) -> None:
         info = self._cache(progress=True)
@@ -122,14 +124,20 @@ class CatsDogsDataModule(L.LightningDataModule):
         self.channel_mean, self.channel_std = _channel_stats(info.images, splits["train"])
 
     def train_dataloader(self) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.hparams.seed)
-        return self._loader("train", shuffle=True, generator=generator)
+        # The order of epoch e comes from seed + e alone (Lightning calls set_epoch), so a
+        # resumed run sees the same batches as an uninterrupted one.
+        self._train_sampler = EpochShuffleSampler(len(self._datasets["train"]), self.hparams.seed)
+        if self.trainer is not None:
+            self._train_sampler.set_epoch(self.trainer.current_epoch)
+        self._train_sampler.skip_next(self._resume_skip)
+        self._resume_skip = 0
+        return self._loader("train", sampler=self._train_sampler)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return self._loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._loader("test")
 
     def on_after_batch_transfer(
         self, batch: tuple[torch.Tensor, torch.Tensor], dataloader_idx: int
@@ -137,9 +145,25 @@ class CatsDogsDataModule(L.LightningDataModule):
         if not (self.hparams.hflip and self.trainer is not None and self.trainer.training):
             return batch
         x, y = batch  # (B, 3, S, S) uint8, (B,)
+        # Which images flip depends only on (seed, epoch, batch index), never on the global
+        # RNG, so a resumed run flips exactly the images an uninterrupted one would.
+        batch_idx = self.trainer.fit_loop.epoch_loop.batch_progress.current.ready  # this batch's index
+        step_seed = (self.hparams.seed * 1_000_003 + self.trainer.current_epoch) * 1_000_003 + batch_idx
+        generator = torch.Generator().manual_seed(step_seed)
+        flip = (torch.rand(x.shape[0], generator=generator) < 0.5).to(x.device)  # (B,)
         # Flipped on the device, batched: a cat facing left is still a cat.
-        flip = torch.rand(x.shape[0], device=x.device) < 0.5  # (B,)
         return torch.where(flip[:, None, None, None], x.flip(-1), x), y
+
+    def state_dict(self) -> dict[str, int]:
+        # Training samples already seen in the current epoch: nonzero only for a checkpoint
+        # saved mid-epoch (an interrupt), so its resume skips them instead of repeating them.
+        if self.trainer is None or not self.trainer.training:
+            return {"train_samples_seen": 0}
+        batches = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return {"train_samples_seen": batches * self.hparams.batch_size}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        self._resume_skip = int(state_dict.get("train_samples_seen", 0))
 
     def summary(self) -> str:
         """A few lines for the log: source, split and class counts, skipped files, cache."""
@@ -173,13 +197,15 @@ class CatsDogsDataModule(L.LightningDataModule):
             name=self.layout,
         )
 
-    def _loader(self, split: str, shuffle: bool, generator: torch.Generator | None = None) -> DataLoader:
+    def _loader(self, split: str, sampler: EpochShuffleSampler | None = None) -> DataLoader:
         workers = self.hparams.num_workers
         return DataLoader(
             self._datasets[split],
             batch_size=self.hparams.batch_size,
-            shuffle=shuffle,
-            generator=generator,
+            sampler=sampler,
+            # A loader's own generator (only used for worker seeds) keeps it from drawing
+            # from the global RNG, whose state a checkpoint restores for dropout.
+            generator=torch.Generator().manual_seed(self.hparams.seed),
             num_workers=workers,
             persistent_workers=workers > 0,
             collate_fn=identity_collate,

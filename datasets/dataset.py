@@ -1,11 +1,11 @@
 """A torch Dataset over the memory-mapped cache: a batch is one sorted read."""
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 
 class CachedImageDataset(Dataset):
@@ -53,3 +53,35 @@ class CachedImageDataset(Dataset):
 def identity_collate(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """__getitems__ already returns a collated batch; a module-level function pickles."""
     return batch
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """A fresh permutation each epoch, drawn from `seed + epoch` alone.
+
+    Lightning calls `set_epoch` before every training epoch, so the order of
+    epoch e does not depend on how many epochs this process has run: a run
+    resumed from a checkpoint sees the same batches as one never interrupted.
+    `skip_next` drops the first samples of the next pass only, for a resume
+    from a checkpoint saved in the middle of an epoch.
+    """
+
+    def __init__(self, num_samples: int, seed: int) -> None:
+        self.num_samples = num_samples
+        self.seed = seed
+        self.epoch = 0
+        self._skip = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def skip_next(self, num_samples: int) -> None:
+        self._skip = num_samples
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        order = torch.randperm(self.num_samples, generator=generator)  # (N,)
+        skip, self._skip = self._skip, 0
+        yield from order[skip:].tolist()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from models.classifier import CatsDogsClassifier
+from models.classifier import CHECKPOINT_FORMAT, PROJECT_VERSION, CatsDogsClassifier
 
 
 class CheckpointError(Exception):
@@ -26,13 +26,23 @@ def read_checkpoint(path: str | Path) -> dict:
             f"refusing to load '{path}': it holds objects other than tensors and plain data "
             f"({first_line}); only load checkpoints from a source you trust"
         ) from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as error:
+    # A damaged or foreign file fails in many ways inside torch.load; each is one line here.
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, TypeError, KeyError) as error:
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise CheckpointError(
             f"'{path}' is not a readable checkpoint (truncated or not a PyTorch file: {first_line})"
         ) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(f"'{path}' is a PyTorch file but not a checkpoint written by train.py")
+    written_by = checkpoint.get("catsdogs", {})  # absent in checkpoints older than format 1
+    written_by = written_by if isinstance(written_by, dict) else {}
+    checkpoint_format = written_by.get("format", 0)
+    if not isinstance(checkpoint_format, int) or checkpoint_format > CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"'{path}' was written by catsdogs-zoo {written_by.get('project_version', '?')} in checkpoint "
+            f"format {checkpoint_format}; this is version {PROJECT_VERSION}, which reads format "
+            f"{CHECKPOINT_FORMAT} and older: update the code to load it"
+        )
     return checkpoint
 
 

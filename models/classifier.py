@@ -21,6 +21,11 @@ CAT = 1  # cat is the positive class everywhere: label 1, p_cat = sigmoid(z)
 DOG = 0
 CLASS_NAMES = {CAT: "cat", DOG: "dog"}
 
+PROJECT_VERSION = "0.1.0"  # keep equal to pyproject.toml's version (a test checks)
+# Bump when a checkpoint written by this code would be misread by older code;
+# models.checkpoint refuses files with a newer format than it knows.
+CHECKPOINT_FORMAT = 1
+
 
 class CatsDogsClassifier(pl.LightningModule):
     """Trains a registered zoo model to output one logit z with p_cat = sigmoid(z).
@@ -103,6 +108,24 @@ class CatsDogsClassifier(pl.LightningModule):
             self.channel_mean.copy_(torch.as_tensor(datamodule.channel_mean))
             # A constant channel would divide by zero; 1e-3 of the pixel range is "no spread".
             self.channel_std.copy_(torch.as_tensor(datamodule.channel_std).clamp_min(1e-3))
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Plain data only (loads with weights_only=True): what produced this file and
+        # what an image must go through before the network sees it.
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
+        checkpoint["catsdogs"] = {
+            "format": CHECKPOINT_FORMAT,
+            "project_version": PROJECT_VERSION,
+            "model": self.hparams.network,
+            "hyper_parameters": {k: v for k, v in self.hparams.items() if not k.startswith("_")},
+            "preprocessing": {
+                "image_size": int(self.hparams.image_size),
+                "input": "RGB uint8, shorter side resized to image_size, centre crop",
+                "channel_mean": self.channel_mean.tolist(),
+                "channel_std": self.channel_std.tolist(),
+            },
+            "data_manifest_sha256": getattr(datamodule, "manifest_hash", None),
+        }
 
     def normalize(self, images: Tensor) -> Tensor:
         """uint8 (B, 3, H, W) -> float, (x/255 - mean) / std folded into one multiply-add."""
