@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import CheckpointIO
 
@@ -81,6 +82,9 @@ class CatsDogsCLI(LightningCLI):
         if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
             plugins.append(AtomicCheckpointIO())
         callbacks = _as_list(config.get("callbacks"))
+        if config.get("logger") is False:
+            # LearningRateMonitor refuses to run without a logger; with logging off it has no job.
+            callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
         for required in (
             SaveOnInterrupt,
             StopOnNonFiniteLoss,
@@ -137,19 +141,20 @@ def fail(error: Exception | str, status: int = 2) -> int:
 
 def summary(trainer, test_metrics: dict[str, float], best_path: str) -> str:
     checkpoint = trainer.checkpoint_callback
-    run_dir = Path(trainer.log_dir) if trainer.log_dir else Path(best_path).parent.parent
-    logdir = Path(trainer.logger.save_dir) if trainer.logger else run_dir
     lines = ["", "Training finished."]
     if test_metrics:
         shown = "  ".join(f"{k} {v:.4f}" for k, v in sorted(test_metrics.items()))
         lines.append(f"  test:            {shown}")
-    lines.append(f"  run folder:      {run_dir}")
+    if trainer.log_dir:
+        lines.append(f"  run folder:      {trainer.log_dir}")
     if best_path:
         score = checkpoint.best_model_score
         monitor = f" ({checkpoint.monitor} {float(score):.4f})" if score is not None else ""
         lines.append(f"  best checkpoint: {best_path}{monitor}")
         lines.append(f"  predict:         python predict.py --ckpt {best_path} PHOTO_OR_FOLDER")
-    lines.append(f"  view it:         tensorboard --logdir {logdir}")
+    save_dir = getattr(trainer.logger, "save_dir", None)  # None without a logger or in fast_dev_run
+    if save_dir:
+        lines.append(f"  view it:         tensorboard --logdir {save_dir}")
     return "\n".join(lines)
 
 
