@@ -68,6 +68,11 @@ def test_checkpoint_holds_only_plain_data_and_rebuilds_itself(trained):
     assert checkpoint["hyper_parameters"]["network"] == "mlp"
     assert checkpoint["hyper_parameters"]["image_size"] == 16
     model = CatsDogsClassifier.load_from_checkpoint(best, map_location="cpu", weights_only=True)
+    # What produced the file and how an image must be prepared are recorded beside the weights.
+    record = checkpoint["catsdogs"]
+    assert record["model"] == "mlp" and record["preprocessing"]["image_size"] == 16
+    cache_dirs = list((work / "data" / "cache").iterdir())
+    assert record["data_manifest_sha256"] and record["data_manifest_sha256"][:16] in cache_dirs[0].name
     # The training set's per-channel statistics travel inside the checkpoint.
     assert not torch.allclose(model.channel_mean, torch.full((3,), 0.5))
     torch.testing.assert_close(model.channel_mean, checkpoint["state_dict"]["channel_mean"])
