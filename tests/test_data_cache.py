@@ -1,6 +1,7 @@
 """The decode-once cache: reuse, keys, damage detection, skipped-file report."""
 
 import csv
+import errno
 import hashlib
 import json
 import os
@@ -8,6 +9,7 @@ import os
 import numpy as np
 import pytest
 
+import datasets.cache as cache_module
 from datasets import DataError, decode_image
 from datasets.cache import ensure_cache
 from datasets.layouts import list_entries
@@ -137,3 +139,20 @@ def test_no_files_is_an_error(tmp_path):
     (tmp_path / "pets" / "Cat").mkdir(parents=True)
     with pytest.raises(DataError, match="no files found"):
         build(tmp_path / "pets", tmp_path / "cache")
+
+
+def test_full_disk_while_building_leaves_nothing_a_later_run_trusts(pets, tmp_path, monkeypatch):
+    cache_dir = tmp_path / "cache"
+
+    def disk_full(descriptor):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    # The first durable write of the build fails, as it would on a full disk.
+    monkeypatch.setattr(cache_module.os, "fsync", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        ensure_cache(pets, list_entries(pets, "class_folders"), SIZE, cache_dir, progress=False)
+    monkeypatch.undo()
+    assert not list(cache_dir.rglob("index.json"))  # no cache that looks complete
+    assert not [p for p in cache_dir.iterdir() if p.name.startswith(".")]  # scratch folder removed
+    rebuilt = ensure_cache(pets, list_entries(pets, "class_folders"), SIZE, cache_dir, progress=False)
+    assert rebuilt.decoded == 12 and len(rebuilt.labels) == 12
