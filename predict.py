@@ -1,6 +1,7 @@
-"""Predict cat or dog for image files and folders with a trained checkpoint.
+"""Predict cat or dog for image files and folders with a trained checkpoint or an exported model.
 
     python predict.py --ckpt runs/mlp_article/version_0/checkpoints/best.ckpt photo.jpg photos/
+    python predict.py --ckpt model.onnx photos/      # or model.pt / model.safetensors from export.py
 
 Prints CSV (`path,p_cat,label`) or JSON; `label` is cat when p_cat >= --threshold.
 Unreadable files are reported on stderr and get no row; the exit status is non-zero
@@ -16,19 +17,30 @@ from pathlib import Path
 from typing import TextIO
 
 from datasets import DataError
+from deploy import ExportError
 from inference import CatsDogsPredictor, Prediction
-from models.checkpoint import CheckpointError
+from inference.predictor import is_export_file
+
+
+class UnusableModel(Exception):
+    """The --ckpt file cannot be used: a CheckpointError or an ExportError, with its one-line message."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="+", help="image files and/or folders (searched recursively)")
-    parser.add_argument("--ckpt", required=True, help="checkpoint written by train.py (.ckpt)")
+    parser.add_argument(
+        "--ckpt",
+        required=True,
+        help="checkpoint written by train.py (.ckpt), or a model written by export.py "
+        "(.onnx, .pt, .safetensors: runs without Lightning)",
+    )
     parser.add_argument(
         "--threshold",
         type=float,
-        default=0.5,
-        help="p_cat at or above which an image is labelled cat (default 0.5)",
+        default=None,
+        help="p_cat at or above which an image is labelled cat "
+        "(default: the model's model.threshold, 0.5 unless training changed it)",
     )
     parser.add_argument("--format", choices=("csv", "json"), default="csv", help="output format")
     parser.add_argument("--output", help="write predictions to this file instead of stdout")
@@ -42,10 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        predictor = CatsDogsPredictor.from_checkpoint(
-            args.ckpt, threshold=args.threshold, batch_size=args.batch_size, workers=args.workers
-        )
-    except CheckpointError as error:
+        predictor = load_predictor(args)
+    except UnusableModel as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
@@ -71,6 +81,21 @@ def main(argv: list[str] | None = None) -> int:
         print("error: no image could be predicted", file=sys.stderr)
         return 1
     return 0
+
+
+def load_predictor(args: argparse.Namespace) -> CatsDogsPredictor:
+    options = {"threshold": args.threshold, "batch_size": args.batch_size, "workers": args.workers}
+    if is_export_file(args.ckpt):
+        try:
+            return CatsDogsPredictor.from_file(args.ckpt, **options)
+        except ExportError as error:
+            raise UnusableModel(error) from None
+    from models.checkpoint import CheckpointError  # Lightning: needed for training checkpoints only
+
+    try:
+        return CatsDogsPredictor.from_checkpoint(args.ckpt, **options)
+    except CheckpointError as error:
+        raise UnusableModel(error) from None
 
 
 def report_skipped(path: str, reason: str) -> None:

@@ -128,9 +128,10 @@ def main(args: list[str] | None = None) -> int:
         # Checkpoints and the cache are written to a temporary name and renamed when whole,
         # so what is on disk is the previous, complete state.
         return fail(f"disk full while writing {error.filename or 'a file'}; files on disk are intact")
+    run_dir = trainer.log_dir  # under DDP a broadcast from rank 0: every rank must ask, not rank 0 alone
     if trainer.is_global_zero:
         print(data.summary())
-        print(summary(trainer, results[0] if results else {}, best))
+        print(summary(trainer, results[0] if results else {}, best, run_dir))
     return 0
 
 
@@ -139,14 +140,14 @@ def fail(error: Exception | str, status: int = 2) -> int:
     return status
 
 
-def summary(trainer, test_metrics: dict[str, float], best_path: str) -> str:
+def summary(trainer, test_metrics: dict[str, float], best_path: str, run_dir: str | None) -> str:
     checkpoint = trainer.checkpoint_callback
     lines = ["", "Training finished."]
     if test_metrics:
         shown = "  ".join(f"{k} {v:.4f}" for k, v in sorted(test_metrics.items()))
         lines.append(f"  test:            {shown}")
-    if trainer.log_dir:
-        lines.append(f"  run folder:      {trainer.log_dir}")
+    if run_dir:
+        lines.append(f"  run folder:      {run_dir}")
     if best_path:
         score = checkpoint.best_model_score
         monitor = f" ({checkpoint.monitor} {float(score):.4f})" if score is not None else ""

@@ -1,0 +1,129 @@
+"""Real DDP: two CPU processes (gloo) through train.py give the same validation accuracy as one.
+
+Lightning's `ddp` strategy starts rank 1 by running train.py again with the same arguments
+(as it would on a GPU machine), so this checks the real entry point, not a test harness.
+"""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torchmetrics.functional.classification import binary_accuracy
+
+from datasets import CatsDogsDataModule
+from models.checkpoint import load_classifier
+from tests.image_factory import write_image
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "configs" / "mlp_article.yaml"
+GLOBAL_BATCH_SIZE = 8
+# 36 photos -> 22 train, 10 val, 4 test: even, so the DistributedSampler pads nothing.
+PHOTOS_PER_CLASS = 18
+VAL_FRACTION = 0.3
+TINY = [
+    "--data.image_size", "16",
+    "--model.network_kwargs", '{"hidden_dims": [32, 16, 8]}',
+    "--model.lr", "0",  # the weights stay at their (seeded, identical) initial values
+    "--trainer.max_epochs", "1",
+    "--trainer.accelerator", "cpu",
+    "--data.val_fraction", str(VAL_FRACTION),
+]  # fmt: skip
+
+
+def train(cwd: Path, root: Path, *args: str) -> subprocess.CompletedProcess:
+    cwd.mkdir()
+    command = [sys.executable, str(REPO / "train.py"), "--config", str(CONFIG), "--data.root", str(root)]
+    return subprocess.run([*command, *TINY, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def random_colour_photos(root: Path) -> Path:
+    """Photos whose colour says nothing about the class, so an untrained network gets some right
+    and some wrong: accuracy depends on exactly which images each rank counted."""
+    colours = np.random.default_rng(0).integers(0, 256, size=(2 * PHOTOS_PER_CLASS, 3))
+    for index, colour in enumerate(colours):
+        folder = "Cat" if index < PHOTOS_PER_CLASS else "Dog"
+        write_image(root / folder / f"{index}.jpg", tuple(int(c) for c in colour), noise=20, seed=index)
+    return root
+
+
+def val_acc(run_dir: Path) -> float:
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    (point,) = events.Scalars("val/acc")  # one epoch, one value
+    return point.value
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    work = tmp_path_factory.mktemp("ddp")
+    root = random_colour_photos(work / "pets")
+    single = train(
+        work / "single", root, "--trainer.devices", "1", "--data.batch_size", str(GLOBAL_BATCH_SIZE)
+    )
+    assert single.returncode == 0, single.stderr[-3000:]
+    ddp = train(
+        work / "ddp",
+        root,
+        "--trainer.devices", "2",
+        "--trainer.strategy", "ddp",
+        "--data.batch_size", str(GLOBAL_BATCH_SIZE // 2),  # per process: the same global batch
+    )  # fmt: skip
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    return work, root, single, ddp
+
+
+def test_ddp_writes_one_tensorboard_run_and_one_set_of_checkpoints(runs):
+    work, _, _, ddp = runs
+    logs = work / "ddp" / "runs" / "mlp_article"
+    assert [p.name for p in logs.iterdir()] == ["version_0"]  # rank 1 made no run of its own
+    run_dir = logs / "version_0"
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+    # Event file names end in <host>.<pid>.<n>: every one was written by the same process, rank 0.
+    writers = {p.name.split(".")[-2] for p in run_dir.glob("events.out.tfevents.*")}
+    assert len(writers) == 1, sorted(p.name for p in run_dir.glob("events.out.tfevents.*"))
+    assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in ddp.stderr  # it was real DDP
+    assert ddp.stdout.count("Training finished.") == 1  # the summary is printed by rank 0 only
+
+
+def test_ddp_validation_accuracy_equals_single_process(runs):
+    """Both runs validate the same fixed weights (lr 0, same seed), so this is about DDP itself:
+    the DistributedSampler must give each validation image to exactly one rank, and
+    torchmetrics must sum the two ranks' counts before val/acc is computed and logged.
+
+    The training trajectories could not be compared directly: the DistributedSampler
+    reshuffles the training order, so the batches (and their random flips) differ.
+    """
+    work, root, single, ddp = runs
+    match = re.search(r"val\s+(\d+) images", single.stdout)
+    assert match, single.stdout
+    num_val = int(match.group(1))
+    # An odd count would make the DistributedSampler repeat one image to even out the ranks.
+    assert num_val % 2 == 0, f"{num_val} validation images: pick sizes that split evenly"
+
+    # The oracle: the checkpoint's own p_cat on every validation image, in one process.
+    checkpoint = work / "single" / "runs" / "mlp_article" / "version_0" / "checkpoints" / "last.ckpt"
+    classifier = load_classifier(checkpoint)
+    data = CatsDogsDataModule(
+        str(root), image_size=16, val_fraction=VAL_FRACTION, cache_dir=str(work / "cache")
+    )
+    data.prepare_data()
+    data.setup("fit")
+    batches = list(data.val_dataloader())  # in order, unshuffled: what DDP splits between ranks
+    labels = torch.cat([batch_labels for _, batch_labels in batches])  # (num_val,)
+    with torch.inference_mode():
+        p_cat = torch.cat([classifier.p_cat(images) for images, _ in batches])  # (num_val,)
+    assert len(p_cat) == num_val
+    expected = binary_accuracy(p_cat, labels.long()).item()
+    # Rank r sees images r, r + 2, ...: with unsynchronised metrics rank 0 would log this instead.
+    rank0_only = binary_accuracy(p_cat[0::2], labels[0::2].long()).item()
+    assert rank0_only != pytest.approx(expected, abs=1e-6), "data too easy to tell a sync bug apart"
+
+    single_acc = val_acc(work / "single" / "runs" / "mlp_article" / "version_0")
+    ddp_acc = val_acc(work / "ddp" / "runs" / "mlp_article" / "version_0")
+    assert single_acc == pytest.approx(expected, abs=1e-6)
+    assert ddp_acc == pytest.approx(single_acc, abs=1e-6)
