@@ -14,6 +14,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
+from datasets.augment import augment_batch
 from datasets.cache import CacheInfo, ensure_cache
 from datasets.dataset import CachedImageDataset, EpochShuffleSampler, identity_collate
 from datasets.download import download_petimages
@@ -39,6 +40,8 @@ class CatsDogsDataModule(L.LightningDataModule):
         test_fraction: Share of the photos held out for testing, in [0, 0.5); ignored
             when the source has its own test folder or list.
         hflip: Randomly flip half of each training batch left-right.
+        crop_scale: Random resized crop of each training image: the range of the crop's
+            share of the image area, e.g. [0.5, 1.0]; null keeps whole images.
         seed: Seed of the split and of the training shuffle.
         num_workers: DataLoader worker processes (0 loads in the main process);
             the cache build uses every CPU core regardless.
@@ -55,6 +58,7 @@ class CatsDogsDataModule(L.LightningDataModule):
         val_fraction: float = 0.1,
         test_fraction: float = 0.1,
         hflip: bool = True,
+        crop_scale: tuple[float, float] | None = None,
         seed: int = 0,
         num_workers: int = 0,
         cache_dir: str = "data/cache",
@@ -72,6 +76,10 @@ class CatsDogsDataModule(L.LightningDataModule):
             raise DataError(f"data.batch_size {batch_size} must be at least 1")
         if num_workers < 0:
             raise DataError(f"data.num_workers {num_workers} must be 0 or more")
+        if crop_scale is not None and not 0 < crop_scale[0] <= crop_scale[1] <= 1:
+            raise DataError(
+                f"data.crop_scale {list(crop_scale)} must be [low, high] with 0 < low <= high <= 1"
+            )
         for name, fraction in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
             if not 0 <= fraction < 0.5:
                 raise DataError(f"data.{name} {fraction} is out of range; pass a value in [0, 0.5)")
@@ -142,17 +150,17 @@ class CatsDogsDataModule(L.LightningDataModule):
     def on_after_batch_transfer(
         self, batch: tuple[torch.Tensor, torch.Tensor], dataloader_idx: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        if not (self.hparams.hflip and self.trainer is not None and self.trainer.training):
+        augmenting = self.hparams.hflip or self.hparams.crop_scale is not None
+        if not (augmenting and self.trainer is not None and self.trainer.training):
             return batch
         x, y = batch  # (B, 3, S, S) uint8, (B,)
-        # Which images flip depends only on (seed, epoch, batch index), never on the global
-        # RNG, so a resumed run flips exactly the images an uninterrupted one would.
+        # The augmentation depends only on (seed, epoch, batch index), never on the global
+        # RNG, so a resumed run augments exactly as an uninterrupted one would.
         batch_idx = self.trainer.fit_loop.epoch_loop.batch_progress.current.ready  # this batch's index
         step_seed = (self.hparams.seed * 1_000_003 + self.trainer.current_epoch) * 1_000_003 + batch_idx
         generator = torch.Generator().manual_seed(step_seed)
-        flip = (torch.rand(x.shape[0], generator=generator) < 0.5).to(x.device)  # (B,)
-        # Flipped on the device, batched: a cat facing left is still a cat.
-        return torch.where(flip[:, None, None, None], x.flip(-1), x), y
+        crop_scale = tuple(self.hparams.crop_scale) if self.hparams.crop_scale is not None else None
+        return augment_batch(x, generator, hflip=self.hparams.hflip, crop_scale=crop_scale), y
 
     def state_dict(self) -> dict[str, int]:
         # Training samples already seen in the current epoch: nonzero only for a checkpoint

@@ -39,6 +39,8 @@ class CatsDogsClassifier(pl.LightningModule):
         warmup_epochs: Epochs of linear learning-rate warmup before the cosine decay.
         min_lr_ratio: The cosine schedule ends at `lr * min_lr_ratio`.
         label_smoothing: Pulls the BCE targets towards 0.5 by this amount (0 = off).
+        mixup_alpha: Trains on blends lam * x_i + (1 - lam) * x_j with targets blended alike,
+            lam ~ Beta(alpha, alpha) per batch (0 = off; 0.2-0.4 is typical).
         threshold: p_cat at or above which an image is called a cat.
     """
 
@@ -52,6 +54,7 @@ class CatsDogsClassifier(pl.LightningModule):
         warmup_epochs: float = 0.0,
         min_lr_ratio: float = 0.01,
         label_smoothing: float = 0.0,
+        mixup_alpha: float = 0.0,
         threshold: float = 0.5,
     ) -> None:
         super().__init__()
@@ -139,8 +142,11 @@ class CatsDogsClassifier(pl.LightningModule):
 
     def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
         images, labels = batch
-        logits = self(images)
         targets = labels.float()
+        if stage == "train" and self.hparams.mixup_alpha > 0:
+            logits, targets = self._mixup_forward(images, targets)
+        else:
+            logits = self(images)
         if stage == "train" and self.hparams.label_smoothing > 0:
             targets = targets * (1 - self.hparams.label_smoothing) + 0.5 * self.hparams.label_smoothing
         loss = F.binary_cross_entropy_with_logits(logits, targets)
@@ -158,6 +164,15 @@ class CatsDogsClassifier(pl.LightningModule):
         )
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train")
         return loss
+
+    def _mixup_forward(self, images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        """Mixup (Zhang et al., 2018): the network sees blended photos and blended answers."""
+        alpha = self.hparams.mixup_alpha
+        lam = float(torch.distributions.Beta(alpha, alpha).sample())
+        partner = torch.randperm(len(targets), device=targets.device)
+        x = self.normalize(images)  # blend normalised inputs: (B, 3, H, W)
+        logits = self.network(lam * x + (1 - lam) * x[partner])
+        return logits, lam * targets + (1 - lam) * targets[partner]
 
 
 def _binary_metrics(prefix: str, threshold: float) -> MetricCollection:

@@ -1,0 +1,49 @@
+"""Batched augmentation: exact when it should be identity, mirrored when flipped, reproducible by seed."""
+
+import torch
+
+from datasets.augment import augment_batch
+from models.classifier import CatsDogsClassifier
+
+
+def images(batch: int = 6, size: int = 12) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    return torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, generator=generator)
+
+
+def test_a_full_square_crop_without_flip_returns_the_same_pixels():
+    x = images()
+    out = augment_batch(
+        x, torch.Generator().manual_seed(1), hflip=False, crop_scale=(1, 1), crop_ratio=(1, 1)
+    )
+    assert out.dtype == torch.uint8 and torch.equal(out, x)
+
+
+def test_flips_through_the_crop_path_mirror_whole_images():
+    x = images(batch=32)
+    out = augment_batch(x, torch.Generator().manual_seed(2), hflip=True, crop_scale=(1, 1), crop_ratio=(1, 1))
+    mirrored = [torch.equal(o, i.flip(-1)) for o, i in zip(out, x, strict=True)]
+    kept = [torch.equal(o, i) for o, i in zip(out, x, strict=True)]
+    assert all(m or k for m, k in zip(mirrored, kept, strict=True))
+    assert 4 <= sum(mirrored) <= 28  # about half of the batch flips
+
+
+def test_crops_are_reproducible_by_seed_and_vary_between_seeds():
+    x = images()
+    first = augment_batch(x, torch.Generator().manual_seed(3), crop_scale=(0.3, 0.6))
+    again = augment_batch(x, torch.Generator().manual_seed(3), crop_scale=(0.3, 0.6))
+    other = augment_batch(x, torch.Generator().manual_seed(4), crop_scale=(0.3, 0.6))
+    assert torch.equal(first, again)
+    assert not torch.equal(first, other)
+    assert first.shape == x.shape and not torch.equal(first, x)
+
+
+def test_mixup_blends_inputs_and_targets_alike():
+    torch.manual_seed(0)
+    model = CatsDogsClassifier(network="logreg", image_size=8, mixup_alpha=0.4)
+    x = images(batch=16, size=8)
+    targets = torch.tensor([1.0, 0.0] * 8)
+    logits, mixed = model._mixup_forward(x, targets)
+    assert logits.shape == (16,)
+    assert ((mixed >= 0) & (mixed <= 1)).all()
+    assert ((mixed > 0) & (mixed < 1)).any()  # some targets are blends of a cat and a dog
