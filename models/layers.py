@@ -30,6 +30,28 @@ def make_activation(name: str) -> nn.Module:
     return ACTIVATIONS[name]()
 
 
+class TracedModel(nn.Module):
+    """A zoo model whose forward and forward_with_intermediates are one code path.
+
+    Subclasses implement `_run(x, record)`, filling `record[name] = LayerTrace(z, a)` for
+    every layer when `record` is a dict, and `linear_layers()` with the same names.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._run(x, None)
+
+    def forward_with_intermediates(self, x: Tensor) -> tuple[Tensor, dict[str, "LayerTrace"]]:
+        """Logit plus every layer's Z and A, from the same code path as forward."""
+        record: dict[str, LayerTrace] = {}
+        return self._run(x, record), record
+
+    def linear_layers(self) -> dict[str, nn.Linear]:
+        raise NotImplementedError
+
+    def _run(self, x: Tensor, record: dict[str, "LayerTrace"] | None) -> Tensor:
+        raise NotImplementedError
+
+
 class DenseLayer(nn.Module):
     """One layer of the article: Z = W x + b, then A = g(Z).
 

@@ -8,7 +8,7 @@ residual blocks. Tolstikhin et al., "MLP-Mixer: An all-MLP Architecture for Visi
 import torch
 from torch import Tensor, nn
 
-from models.layers import DenseLayer, LayerTrace
+from models.layers import DenseLayer, LayerTrace, TracedModel
 from models.registry import ModelConfigError, register_model
 
 
@@ -23,7 +23,7 @@ class MixerBlock(nn.Module):
         self.channel_fc2 = DenseLayer(channel_hidden, width, "identity", dropout=dropout)
 
 
-class Mixer(nn.Module):
+class Mixer(TracedModel):
     """Patches -> per-patch embedding -> Mixer blocks -> LN -> mean over patches -> one logit."""
 
     LAYER_NAMES = ("token_fc1", "token_fc2", "channel_fc1", "channel_fc2")
@@ -54,13 +54,6 @@ class Mixer(nn.Module):
         )
         self.norm = nn.LayerNorm(width)
         self.head = nn.Linear(width, 1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self._run(x, None)
-
-    def forward_with_intermediates(self, x: Tensor) -> tuple[Tensor, dict[str, LayerTrace]]:
-        record: dict[str, LayerTrace] = {}
-        return self._run(x, record), record
 
     def linear_layers(self) -> dict[str, nn.Linear]:
         layers = {"embed": self.embed.linear}
@@ -102,16 +95,4 @@ class Mixer(nn.Module):
         return z
 
 
-@register_model
-def mixer(
-    image_size: int = 64,
-    in_channels: int = 3,
-    patch_size: int = 8,
-    width: int = 128,
-    depth: int = 4,
-    token_hidden: int = 64,
-    channel_hidden: int = 256,
-    dropout: float = 0.0,
-) -> Mixer:
-    """A small MLP-Mixer: 8x8 patches (64 tokens at 64 px), width 128, 4 blocks."""
-    return Mixer(image_size, in_channels, patch_size, width, depth, token_hidden, channel_hidden, dropout)
+register_model(Mixer, name="mixer")

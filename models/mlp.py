@@ -8,12 +8,15 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from models.layers import DenseLayer, LayerTrace
+from models.layers import DenseLayer, LayerTrace, TracedModel
 from models.registry import register_model
 
 
-class MLP(nn.Module):
-    """Flattened image -> hidden DenseLayers -> one logit z (p_cat = sigmoid(z))."""
+class MLP(TracedModel):
+    """Flattened image -> hidden DenseLayers -> one logit z (p_cat = sigmoid(z)).
+
+    The defaults are the article's network: input, 3 hidden layers, one output.
+    """
 
     def __init__(
         self,
@@ -35,17 +38,9 @@ class MLP(nn.Module):
         )
         self.head = nn.Linear(widths[-1], 1)  # the output layer: z = w a + b, one logit
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self._run(x, record=None)
-
     def linear_layers(self) -> dict[str, nn.Linear]:
         """Each layer's W and b, under the names forward_with_intermediates uses."""
         return {**{name: layer.linear for name, layer in self.hidden.items()}, "head": self.head}
-
-    def forward_with_intermediates(self, x: Tensor) -> tuple[Tensor, dict[str, LayerTrace]]:
-        """Logit plus every layer's Z and A, from the same code path as forward."""
-        record: dict[str, LayerTrace] = {}
-        return self._run(x, record), record
 
     def _run(self, x: Tensor, record: dict[str, LayerTrace] | None) -> Tensor:
         a = x.flatten(1)  # (B, C*H*W): the article's input vector x
@@ -59,17 +54,7 @@ class MLP(nn.Module):
         return z
 
 
-@register_model
-def mlp(
-    image_size: int = 64,
-    in_channels: int = 3,
-    hidden_dims: Sequence[int] = (512, 256, 128),
-    activation: str = "relu",
-    norm: str = "none",
-    dropout: float = 0.0,
-) -> MLP:
-    """The article's network by default: input, 3 hidden layers, one output."""
-    return MLP(image_size, in_channels, hidden_dims, activation, norm, dropout)
+register_model(MLP, name="mlp")
 
 
 @register_model

@@ -12,9 +12,14 @@ class ModelConfigError(ValueError):
     """A model name or argument that does not exist; the message says which ones do."""
 
 
-def register_model(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-    """Register a variant under its function name (timm style)."""
-    name = builder.__name__
+def register_model(builder: Callable[..., nn.Module], name: str | None = None) -> Callable[..., nn.Module]:
+    """Register a variant function under its own name (timm style), or a model class under `name`.
+
+    The builder's signature is the model's argument list: `create_model` checks it and
+    LightningCLI users see it in errors, so a class is registered directly rather than
+    wrapped in a function that repeats its arguments.
+    """
+    name = name or builder.__name__
     if name in _BUILDERS:
         raise ValueError(f"model '{name}' is registered twice")
     _BUILDERS[name] = builder

@@ -7,7 +7,7 @@ Skip connections let gradients reach the first layer, so depth stops hurting.
 import torch
 from torch import Tensor, nn
 
-from models.layers import DenseLayer, LayerTrace
+from models.layers import DenseLayer, LayerTrace, TracedModel
 from models.registry import register_model
 
 
@@ -21,7 +21,7 @@ class ResidualBlock(nn.Module):
         self.fc2 = DenseLayer(hidden, width, "identity", dropout=dropout)
 
 
-class ResMLP(nn.Module):
+class ResMLP(TracedModel):
     """Flattened image -> embedding -> residual blocks -> LN -> one logit z."""
 
     def __init__(
@@ -42,13 +42,6 @@ class ResMLP(nn.Module):
         )
         self.norm = nn.LayerNorm(width)
         self.head = nn.Linear(width, 1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self._run(x, None)
-
-    def forward_with_intermediates(self, x: Tensor) -> tuple[Tensor, dict[str, LayerTrace]]:
-        record: dict[str, LayerTrace] = {}
-        return self._run(x, record), record
 
     def linear_layers(self) -> dict[str, nn.Linear]:
         layers = {"embed": self.embed.linear}
@@ -75,15 +68,4 @@ class ResMLP(nn.Module):
         return z
 
 
-@register_model
-def resmlp(
-    image_size: int = 64,
-    in_channels: int = 3,
-    width: int = 512,
-    depth: int = 4,
-    expansion: int = 2,
-    activation: str = "gelu",
-    dropout: float = 0.1,
-) -> ResMLP:
-    """Residual MLP, 4 pre-norm blocks of width 512."""
-    return ResMLP(image_size, in_channels, width, depth, expansion, activation, dropout)
+register_model(ResMLP, name="resmlp")
