@@ -180,11 +180,6 @@ assert not loaded
     assert result.returncode == 0, result.stdout + result.stderr[-2000:]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="datasets/__init__.py imports the LightningDataModule eagerly, so predict.py's image "
-    "decoding still loads Lightning; remove this mark once that import is lazy",
-)
 def test_predict_py_with_an_exported_model_imports_no_lightning(checkpoints, tmp_path):
     path = export_model(checkpoints["mlp"], "safetensors", tmp_path / "m.safetensors")
     photos = make_layout(tmp_path / "photos", "class_folders", n_per_class=1)
