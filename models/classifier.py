@@ -25,6 +25,7 @@ PROJECT_VERSION = "0.1.0"  # keep equal to pyproject.toml's version (a test chec
 # Bump when a checkpoint written by this code would be misread by older code;
 # models.checkpoint refuses files with a newer format than it knows.
 CHECKPOINT_FORMAT = 1
+FUSED_ADAMW_DEVICES = ("cpu", "cuda")  # where torch has a fused AdamW kernel
 
 
 class CatsDogsClassifier(pl.LightningModule):
@@ -96,6 +97,10 @@ class CatsDogsClassifier(pl.LightningModule):
                 {"params": no_decay, "weight_decay": 0.0, "name": "biases"},
             ],
             lr=self.hparams.lr,
+            # One fused kernel over all parameters instead of ~10 passes per tensor: on 2 CPU
+            # cores the default loop spent ~40 ms a step on 6.4M weights, the fused one ~6 ms
+            # (benchmarks/perf.py, section 2). Same update rule, same state in the checkpoint.
+            fused=all(p.device.type in FUSED_ADAMW_DEVICES for p in self.parameters()),
         )
         total_steps = max(1, int(self.trainer.estimated_stepping_batches))
         steps_per_epoch = total_steps / max(1, self.trainer.max_epochs or 1)
