@@ -19,7 +19,7 @@ from typing import TextIO
 from datasets import DataError
 from deploy import ExportError
 from inference import CatsDogsPredictor, Prediction
-from inference.predictor import is_export_file
+from models.checkpoint import CheckpointError  # plain torch: no Lightning
 
 
 class UnusableModel(Exception):
@@ -85,16 +85,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def load_predictor(args: argparse.Namespace) -> CatsDogsPredictor:
     options = {"threshold": args.threshold, "batch_size": args.batch_size, "workers": args.workers}
-    if is_export_file(args.ckpt):
-        try:
-            return CatsDogsPredictor.from_file(args.ckpt, **options)
-        except ExportError as error:
-            raise UnusableModel(error) from None
-    from models.checkpoint import CheckpointError  # Lightning: needed for training checkpoints only
-
     try:
-        return CatsDogsPredictor.from_checkpoint(args.ckpt, **options)
-    except CheckpointError as error:
+        return CatsDogsPredictor.from_file(args.ckpt, **options)
+    except (ExportError, CheckpointError) as error:
         raise UnusableModel(error) from None
 
 

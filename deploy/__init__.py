@@ -11,6 +11,7 @@ from deploy.exported_model import (
     ExportedModel,
     ExportError,
     is_exported_model,
+    load_checkpoint_pipeline,
     load_exported,
 )
 from deploy.pipeline import PCatPipeline
@@ -21,5 +22,6 @@ __all__ = [
     "ExportedModel",
     "PCatPipeline",
     "is_exported_model",
+    "load_checkpoint_pipeline",
     "load_exported",
 ]

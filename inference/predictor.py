@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from datasets import decode_many, find_image_files
-from deploy import EXPORT_SUFFIXES, is_exported_model, load_exported
+from deploy import EXPORT_SUFFIXES, is_exported_model, load_checkpoint_pipeline, load_exported
 
 CLASS_NAMES = {1: "cat", 0: "dog"}  # cat is the positive class: p_cat >= threshold means label 1
 
@@ -68,9 +68,8 @@ class CatsDogsPredictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **kwargs: object) -> "CatsDogsPredictor":
-        from models.checkpoint import load_classifier  # Lightning: needed for training checkpoints only
-
-        return cls(load_classifier(path), **kwargs)
+        # The network rebuilt with plain torch: predicting never needs Lightning.
+        return cls(load_checkpoint_pipeline(path), **kwargs)
 
     @torch.inference_mode()
     def p_cat(self, images: Tensor) -> Tensor:

@@ -1,12 +1,20 @@
-"""Load a training checkpoint for inference without running any pickled code."""
+"""Load a training checkpoint for inference without running any pickled code.
+
+Reading a checkpoint needs only torch; rebuilding the LightningModule (`load_classifier`)
+imports Lightning on first use, so predicting with deploy's loader starts fast.
+"""
 
 import pickle
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-from models.classifier import CHECKPOINT_FORMAT, PROJECT_VERSION, CatsDogsClassifier
+from models.version import CHECKPOINT_FORMAT, PROJECT_VERSION
+
+if TYPE_CHECKING:
+    from models.classifier import CatsDogsClassifier
 
 
 class CheckpointError(Exception):
@@ -46,8 +54,10 @@ def read_checkpoint(path: str | Path) -> dict:
     return checkpoint
 
 
-def load_classifier(path: str | Path) -> CatsDogsClassifier:
+def load_classifier(path: str | Path) -> "CatsDogsClassifier":
     """Rebuild the trained classifier (network + input normalisation) in eval mode, on CPU."""
+    from models.classifier import CatsDogsClassifier  # Lightning, only when a LightningModule is wanted
+
     checkpoint = read_checkpoint(path)
     hparams = {
         key: value

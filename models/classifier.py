@@ -16,15 +16,12 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryF1Score
 
 from models.registry import create_model
+from models.version import CHECKPOINT_FORMAT, PROJECT_VERSION
 
 CAT = 1  # cat is the positive class everywhere: label 1, p_cat = sigmoid(z)
 DOG = 0
 CLASS_NAMES = {CAT: "cat", DOG: "dog"}
 
-PROJECT_VERSION = "0.1.0"  # keep equal to pyproject.toml's version (a test checks)
-# Bump when a checkpoint written by this code would be misread by older code;
-# models.checkpoint refuses files with a newer format than it knows.
-CHECKPOINT_FORMAT = 1
 FUSED_ADAMW_DEVICES = ("cpu", "cuda")  # where torch has a fused AdamW kernel
 
 

@@ -180,8 +180,13 @@ assert not loaded
     assert result.returncode == 0, result.stdout + result.stderr[-2000:]
 
 
-def test_predict_py_with_an_exported_model_imports_no_lightning(checkpoints, tmp_path):
-    path = export_model(checkpoints["mlp"], "safetensors", tmp_path / "m.safetensors")
+@pytest.mark.parametrize("kind", ["safetensors", "checkpoint"])
+def test_predict_py_imports_no_lightning(checkpoints, tmp_path, kind):
+    # Neither an export nor a training checkpoint needs the trainer to predict (start-up time).
+    if kind == "checkpoint":
+        path = checkpoints["mlp"]
+    else:
+        path = export_model(checkpoints["mlp"], "safetensors", tmp_path / "m.safetensors")
     photos = make_layout(tmp_path / "photos", "class_folders", n_per_class=1)
     script = f"""
 import runpy, sys
