@@ -73,6 +73,7 @@ def run_one(config: str, seed: int, root: str, json_out: Path) -> None:
     from models.classifier import CatsDogsClassifier
     from train import CatsDogsCLI
 
+    sys.argv = sys.argv[:1]  # the CLI reads `args` below, not this script's own options
     cli = CatsDogsCLI(
         CatsDogsClassifier,
         CatsDogsDataModule,
