@@ -10,6 +10,8 @@ safetensors file with `models.create_model` alone.
 import torch
 from torch import Tensor, nn
 
+from models.preprocess import normalize_images
+
 
 class PCatPipeline(nn.Module):
     """uint8 images (B, 3, S, S) -> p_cat (B,): the classifier's normalisation, network and sigmoid."""
@@ -25,11 +27,5 @@ class PCatPipeline(nn.Module):
         return torch.sigmoid(self.network(self.normalize(images)))  # (B,) p_cat
 
     def normalize(self, images: Tensor) -> Tensor:
-        """Exactly CatsDogsClassifier.normalize: (x/255 - mean) / std as one multiply-add.
-
-        Written out again rather than imported because the classifier lives with
-        Lightning; tests/test_export.py checks both give the same p_cat.
-        """
-        scale = (1.0 / (255.0 * self.channel_std)).view(1, -1, 1, 1)
-        shift = (-self.channel_mean / self.channel_std).view(1, -1, 1, 1)
-        return torch.addcmul(shift, images.to(scale.dtype), scale)
+        """The classifier's own normalisation (models.preprocess), so both give the same x."""
+        return normalize_images(images, self.channel_mean, self.channel_std)

@@ -15,6 +15,7 @@ from torch import Tensor
 from torchmetrics import MetricCollection
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryF1Score
 
+from models.preprocess import normalize_images
 from models.registry import create_model
 from models.version import CHECKPOINT_FORMAT, PROJECT_VERSION
 
@@ -133,10 +134,8 @@ class CatsDogsClassifier(pl.LightningModule):
         }
 
     def normalize(self, images: Tensor) -> Tensor:
-        """uint8 (B, 3, H, W) -> float, (x/255 - mean) / std folded into one multiply-add."""
-        scale = (1.0 / (255.0 * self.channel_std)).view(1, -1, 1, 1)
-        shift = (-self.channel_mean / self.channel_std).view(1, -1, 1, 1)
-        return torch.addcmul(shift, images.to(scale.dtype), scale)
+        """uint8 (B, 3, H, W) -> float, (x/255 - mean) / std with the training set's statistics."""
+        return normalize_images(images, self.channel_mean, self.channel_std)
 
     def p_cat(self, images: Tensor) -> Tensor:
         """The article's output: p_cat = sigmoid(z); p_cat >= threshold means cat."""
