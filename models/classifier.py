@@ -163,8 +163,24 @@ class CatsDogsClassifier(pl.LightningModule):
             batch_size=len(labels),
             sync_dist=stage != "train",
         )
-        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train")
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch_metrics("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch_metrics("test")
+
+    def _log_epoch_metrics(self, stage: str) -> None:
+        # Computed (and synchronised across ranks) once per epoch: handing the metric objects
+        # to self.log_dict on every step cost ~5 ms a training step in Lightning's bookkeeping.
+        metrics = getattr(self, f"{stage}_metrics")
+        if any(metric.update_called for metric in metrics.values()):  # none before the first batch
+            self.log_dict(metrics.compute(), prog_bar=stage != "train")
+        metrics.reset()
 
     def _mixup_forward(self, images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
         """Mixup (Zhang et al., 2018): the network sees blended photos and blended answers."""
