@@ -94,6 +94,7 @@ class CatsDogsDataModule(L.LightningDataModule):
         else:
             self.layout = "class_folders"
         self.cache_info: CacheInfo | None = None
+        self._verified_key: str | None = None
         self.manifest_hash: str | None = None
         self.split_sizes: dict[str, int] = {}
         self.channel_mean: torch.Tensor | None = None  # (3,) in [0, 1] units, train split
@@ -196,14 +197,17 @@ class CatsDogsDataModule(L.LightningDataModule):
 
     def _cache(self, progress: bool) -> CacheInfo:
         root = self._root()
-        return ensure_cache(
+        info = ensure_cache(
             root,
             list_entries(root, self.layout),
             self.hparams.image_size,
             self.hparams.cache_dir,
             progress=progress,
             name=self.layout,
+            verified_key=self._verified_key,
         )
+        self._verified_key = info.key  # checked (or just built) by this process: no need again
+        return info
 
     def _loader(self, split: str, sampler: EpochShuffleSampler | None = None) -> DataLoader:
         workers = self.hparams.num_workers

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import datasets.cache as cache_module
-from datasets import DataError, decode_image
+from datasets import CatsDogsDataModule, DataError, decode_image
 from datasets.cache import ensure_cache
 from datasets.layouts import list_entries
 from tests.image_factory import (
@@ -156,3 +156,19 @@ def test_full_disk_while_building_leaves_nothing_a_later_run_trusts(pets, tmp_pa
     assert not [p for p in cache_dir.iterdir() if p.name.startswith(".")]  # scratch folder removed
     rebuilt = ensure_cache(pets, list_entries(pets, "class_folders"), SIZE, cache_dir, progress=False)
     assert rebuilt.decoded == 12 and len(rebuilt.labels) == 12
+
+
+def test_a_cache_verified_once_is_not_hashed_again_in_the_same_process(pets, tmp_path, monkeypatch):
+    data = CatsDogsDataModule(root=str(pets), image_size=SIZE, cache_dir=str(tmp_path / "cache"))
+    data.prepare_data()  # builds and hashes the cache
+    hashed = []
+    real_sha256_file = cache_module.sha256_file
+    monkeypatch.setattr(
+        cache_module, "sha256_file", lambda path: hashed.append(path) or real_sha256_file(path)
+    )
+    data.setup("fit")
+    data.setup("test")
+    assert hashed == []  # verified by prepare_data in this process already
+    fresh = CatsDogsDataModule(root=str(pets), image_size=SIZE, cache_dir=str(tmp_path / "cache"))
+    fresh.setup("fit")  # another process (or rank) checks the file once
+    assert [p.name for p in hashed] == ["images.npy"]
