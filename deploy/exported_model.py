@@ -175,12 +175,12 @@ def load_checkpoint_pipeline(path: str | Path) -> ExportedModel:
     Reads the checkpoint safely (weights_only) and rebuilds the network from the zoo with
     plain torch, so predicting from a .ckpt never imports Lightning (~2 s of start-up).
     """
-    from models.checkpoint import read_checkpoint
+    from models.checkpoint import classifier_hyperparameters, read_checkpoint
     from models.version import PROJECT_VERSION
 
     path = Path(path)
     checkpoint = read_checkpoint(path)
-    hparams = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if not k.startswith("_")}
+    hparams = classifier_hyperparameters(checkpoint)
     metadata = {
         "catsdogs_export": str(EXPORT_VERSION),
         "image_size": str(hparams.get("image_size", "")),

@@ -54,18 +54,18 @@ def read_checkpoint(path: str | Path) -> dict:
     return checkpoint
 
 
+def classifier_hyperparameters(checkpoint: dict) -> dict:
+    """The classifier's own arguments, without LightningCLI's bookkeeping (class path, instantiator)."""
+    return {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if not k.startswith("_")}
+
+
 def load_classifier(path: str | Path) -> "CatsDogsClassifier":
     """Rebuild the trained classifier (network + input normalisation) in eval mode, on CPU."""
     from models.classifier import CatsDogsClassifier  # Lightning, only when a LightningModule is wanted
 
     checkpoint = read_checkpoint(path)
-    hparams = {
-        key: value
-        for key, value in checkpoint.get("hyper_parameters", {}).items()
-        if not key.startswith("_")  # LightningCLI's bookkeeping (class path, instantiator)
-    }
     try:
-        classifier = CatsDogsClassifier(**hparams)
+        classifier = CatsDogsClassifier(**classifier_hyperparameters(checkpoint))
         classifier.load_state_dict(checkpoint["state_dict"])
     except (TypeError, ValueError, RuntimeError, KeyError) as error:
         first_line = str(error).strip().splitlines()[0]
