@@ -5,7 +5,8 @@ are imported when a file of their format is opened. Nothing here imports Lightni
 training code, and a test keeps it that way.
 
 Every format carries the same metadata (strings): `image_size`, `threshold`, `network`,
-`network_kwargs` (JSON), `project_version`, and `catsdogs_export` (this layout's version).
+`network_kwargs` (JSON), `tta_flip` (JSON true/false, absent in older exports: false),
+`project_version`, and `catsdogs_export` (this layout's version).
 """
 
 import json
@@ -187,6 +188,7 @@ def load_checkpoint_pipeline(path: str | Path) -> ExportedModel:
         "threshold": str(hparams.get("threshold", 0.5)),
         "network": str(hparams.get("network", "")),
         "network_kwargs": json.dumps(hparams.get("network_kwargs") or {}),
+        "tta_flip": json.dumps(bool(hparams.get("tta_flip", False))),
         "project_version": PROJECT_VERSION,
     }
     check_metadata(path, metadata)
@@ -210,7 +212,8 @@ def _build_pipeline(path: Path, metadata: dict[str, str], tensors: dict[str, Ten
             image_size=int(metadata["image_size"]),
             **json.loads(metadata.get("network_kwargs", "{}")),
         )
-        pipeline = PCatPipeline(network, torch.zeros(3), torch.ones(3))
+        tta_flip = json.loads(metadata.get("tta_flip", "false")) is True
+        pipeline = PCatPipeline(network, torch.zeros(3), torch.ones(3), tta_flip)
         pipeline.load_state_dict(tensors)
     except (ValueError, TypeError, RuntimeError, KeyError) as error:
         first_line = str(error).strip().splitlines()[0]

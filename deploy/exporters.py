@@ -51,7 +51,8 @@ def export_model(checkpoint: str | Path, export_format: str, output: str | Path 
 def build_pipeline(classifier: CatsDogsClassifier) -> PCatPipeline:
     """The classifier's network and channel statistics in a Lightning-free module, in eval mode."""
     network = copy.deepcopy(classifier.network)
-    return PCatPipeline(network, classifier.channel_mean, classifier.channel_std).eval()
+    tta_flip = bool(classifier.hparams.get("tta_flip", False))
+    return PCatPipeline(network, classifier.channel_mean, classifier.channel_std, tta_flip).eval()
 
 
 def export_metadata(classifier: CatsDogsClassifier, source: str) -> dict[str, str]:
@@ -64,6 +65,7 @@ def export_metadata(classifier: CatsDogsClassifier, source: str) -> dict[str, st
         "network_kwargs": json.dumps(dict(hparams.network_kwargs or {}), sort_keys=True),
         "image_size": str(int(hparams.image_size)),
         "threshold": str(float(hparams.threshold)),
+        "tta_flip": json.dumps(bool(hparams.get("tta_flip", False))),
         "input": "images: uint8 (batch, 3, image_size, image_size), RGB, shorter side resized, centre crop",
         "output": "p_cat: float32 (batch,), sigmoid(z); p_cat >= threshold means cat",
         "source_checkpoint": source,

@@ -2,6 +2,8 @@
 
     p_cat = sigmoid(network((x / 255 - mean) / std))
 
+or, trained with `tta_flip`, sigmoid of the mean of that z and the mirrored photo's z.
+
 It holds the zoo network and the training split's channel statistics, nothing from
 Lightning, so the same module is traced to ONNX and TorchScript and rebuilt from a
 safetensors file with `models.create_model` alone.
@@ -10,21 +12,27 @@ safetensors file with `models.create_model` alone.
 import torch
 from torch import Tensor, nn
 
+from models.flip_average import flip_averaged_logits
 from models.preprocess import normalize_images
 
 
 class PCatPipeline(nn.Module):
     """uint8 images (B, 3, S, S) -> p_cat (B,): the classifier's normalisation, network and sigmoid."""
 
-    def __init__(self, network: nn.Module, channel_mean: Tensor, channel_std: Tensor) -> None:
+    def __init__(
+        self, network: nn.Module, channel_mean: Tensor, channel_std: Tensor, tta_flip: bool = False
+    ) -> None:
         super().__init__()
         self.network = network
+        self.tta_flip = tta_flip  # a plain attribute: traced into ONNX/TorchScript as a second pass
         # Same buffer names as the classifier's, so its state dict loads here unchanged.
         self.register_buffer("channel_mean", channel_mean.detach().clone().float())
         self.register_buffer("channel_std", channel_std.detach().clone().float())
 
     def forward(self, images: Tensor) -> Tensor:
-        return torch.sigmoid(self.network(self.normalize(images)))  # (B,) p_cat
+        return torch.sigmoid(
+            flip_averaged_logits(self.network, self.normalize(images), self.tta_flip)
+        )  # (B,)
 
     def normalize(self, images: Tensor) -> Tensor:
         """The classifier's own normalisation (models.preprocess), so both give the same x."""

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from explanation.text import KIND_WORDS, decision, formula, number, x_words
+from explanation.text import KIND_WORDS, decision, flip_average_words, formula, number, x_words
 from explanation.trace import Explanation, LayerReport
 from models.classifier import CatsDogsClassifier
 
@@ -218,12 +218,15 @@ def _output_card(explanation: Explanation) -> str:
         f"<span>{c.contribution:+.3f}</span>"
         for c in explanation.contributions
     )
+    flip_note = ""
+    if explanation.z_mirrored is not None:
+        flip_note = f'<div class="formula">{html.escape(flip_average_words(explanation))}</div>'
     return f"""
 <div class="card">
   <h2>Output · {html.escape(head.name)}: one unit, one number z</h2>
   <div class="row">
   <div style="flex: 1">
-    <div class="formula">{html.escape(formula(index, head, output=True))} = {z:.4f}</div>
+    <div class="formula">{html.escape(formula(index, head, output=True))} = {explanation.z_photo:.4f}</div>
     <p class="stats">x is {html.escape(x_words(index, head, explanation))}. z adds up
     {head.weight_shape[1]} terms w_j·x_j:
     <span class="cat">{explanation.terms_towards_cat:+.3f}</span> towards cat,
@@ -231,6 +234,7 @@ def _output_card(explanation: Explanation) -> str:
     and b = {number(explanation.bias)}.
     The largest terms:</p>
     <div class="terms">{rows}</div>
+    {flip_note}
   </div>
   <div style="width: 380px">
     {_sigmoid_plot(z, p_cat, explanation.threshold)}

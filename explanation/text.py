@@ -134,11 +134,19 @@ def _layer_lines(index: int, layer: LayerReport, explanation: Explanation) -> li
     return lines
 
 
+def flip_average_words(explanation: Explanation) -> str:
+    """The test-time flip averaging step, as one sentence (only when tta_flip is on)."""
+    return (
+        f"Test-time flip averaging: z = (z of this photo {explanation.z_photo:.4f} + z of its mirror "
+        f"image {explanation.z_mirrored:.4f}) / 2 = {explanation.z:.4f}"
+    )
+
+
 def _output_lines(index: int, layer: LayerReport, explanation: Explanation) -> list[str]:
     z, width = explanation.z, layer.weight_shape[1]
     lines = [
         f"Output ({layer.name}): {KIND_WORDS['output']}",
-        f"  {formula(index, layer, output=True)} = {z:.4f}",
+        f"  {formula(index, layer, output=True)} = {explanation.z_photo:.4f}",
     ]
     if not layer.x_is_previous_a:
         lines.append(f"  where x is {x_words(index, layer, explanation)}.")
@@ -152,6 +160,8 @@ def _output_lines(index: int, layer: LayerReport, explanation: Explanation) -> l
         if terms:
             listed = ", ".join(f"#{_term(c.index, explanation)} {c.contribution:+.3f}" for c in terms)
             lines.append(f"  Largest terms towards {side}: {listed}")
+    if explanation.z_mirrored is not None:
+        lines.append(f"  {flip_average_words(explanation)}")
     lines += [
         f"  p_cat = sigmoid(z) = 1 / (1 + e^(-z)) = 1 / (1 + e^({-z:.4f})) = {explanation.p_cat:.4f}",
         f"  {decision(explanation)}",

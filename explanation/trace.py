@@ -107,7 +107,9 @@ class Explanation:
     network: str
     input: InputReport
     layers: list[LayerReport]
-    z: float  # the output layer's single logit
+    z: float  # the logit behind p_cat: z_photo, or with tta_flip the mean of z_photo and z_mirrored
+    z_photo: float  # the output layer's single Z for this photo; the terms below add up to it
+    z_mirrored: float | None  # the same for the photo mirrored left-right, when tta_flip is on
     p_cat: float  # sigmoid(z)
     threshold: float
     label: str
@@ -163,8 +165,16 @@ def explain_image(
         owner = owners.get(id(linears[name]))
         layers.append(_layer_report(name, linears[name], inputs[name], trace, owner, x_is_previous_a, top))
         previous_a = trace.a
-    z = logits[0]
-    p_cat = traces["head"].a[0].item()  # the head's A is sigmoid(z): the same number predict.py prints
+    z_photo = logits[0]
+    z_mirrored = None
+    if classifier.hparams.get("tta_flip", False):
+        # p_cat is tested and predicted as the mean of both logits (models.flip_average)
+        z_mirrored = network(x.flip(-1))[0]
+        z = (z_photo + z_mirrored) / 2
+        p_cat = torch.sigmoid(z).item()
+    else:
+        z = z_photo
+        p_cat = traces["head"].a[0].item()  # the head's A is sigmoid(z): the same number predict.py prints
     head = linears["head"]
     terms = head.weight[0] * inputs["head"][0]  # (in,): z = sum_j w_j x_j + b
     order = terms.argsort(descending=True).tolist()  # (in,) the most cat-ward term first
@@ -187,6 +197,8 @@ def explain_image(
         ),
         layers=layers,
         z=z.item(),
+        z_photo=z_photo.item(),
+        z_mirrored=None if z_mirrored is None else z_mirrored.item(),
         p_cat=p_cat,
         threshold=threshold,
         label=CLASS_NAMES[int(p_cat >= threshold)],

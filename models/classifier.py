@@ -15,6 +15,7 @@ from torch import Tensor
 from torchmetrics import MetricCollection
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryF1Score
 
+from models.flip_average import flip_averaged_logits
 from models.preprocess import normalize_images
 from models.registry import create_model
 from models.version import CHECKPOINT_FORMAT, PROJECT_VERSION
@@ -41,6 +42,9 @@ class CatsDogsClassifier(pl.LightningModule):
         mixup_alpha: Trains on blends lam * x_i + (1 - lam) * x_j with targets blended alike,
             lam ~ Beta(alpha, alpha) per batch (0 = off; 0.2-0.4 is typical).
         threshold: p_cat at or above which an image is called a cat.
+        tta_flip: Test-time flip averaging: outside training, z is the mean of the logits of
+            the photo and of its mirror image (twice the inference cost; predict.py, explain.py
+            and exports do the same, so they report the p_cat that was tested).
     """
 
     def __init__(
@@ -55,6 +59,7 @@ class CatsDogsClassifier(pl.LightningModule):
         label_smoothing: float = 0.0,
         mixup_alpha: float = 0.0,
         threshold: float = 0.5,
+        tta_flip: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -69,8 +74,10 @@ class CatsDogsClassifier(pl.LightningModule):
         self.test_metrics = _binary_metrics("test/", threshold)
 
     def forward(self, images: Tensor) -> Tensor:
-        """uint8 images (B, 3, H, W) -> logits z (B,)."""
-        return self.network(self.normalize(images))
+        """uint8 images (B, 3, H, W) -> logits z (B,); flip-averaged in eval mode when tta_flip is on."""
+        return flip_averaged_logits(
+            self.network, self.normalize(images), self.hparams.tta_flip and not self.training
+        )
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         return self._shared_step(batch, "train")

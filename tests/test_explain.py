@@ -33,12 +33,12 @@ IMAGE_SIZE = 16
 CHROMIUM = "/usr/bin/chromium"
 
 
-def train_tiny_checkpoint(network: str, path: Path) -> Path:
+def train_tiny_checkpoint(network: str, path: Path, tta_flip: bool = False) -> Path:
     torch.manual_seed(0)
     images = torch.randint(0, 256, (16, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8)
     labels = (torch.arange(16) % 2).float()  # cat = 1
     images[labels == 1, 0] = images[labels == 1, 0] // 2 + 128  # cats redder: something to learn
-    classifier = CatsDogsClassifier(network=network, image_size=IMAGE_SIZE)
+    classifier = CatsDogsClassifier(network=network, image_size=IMAGE_SIZE, tta_flip=tta_flip)
     trainer = L.Trainer(
         max_epochs=1,
         accelerator="cpu",
@@ -98,6 +98,28 @@ def test_p_cat_equals_predict_py(checkpoint, photo, capsys):
     (predicted,) = json.loads(out)
     assert abs(explained["p_cat"] - predicted["p_cat"]) <= 1e-6
     assert explained["label"] == predicted["label"]
+
+
+def test_flip_averaged_p_cat_is_explained_and_equals_predict_py(photo, capsys, tmp_path):
+    checkpoint = train_tiny_checkpoint("mlp", tmp_path / "tta.ckpt", tta_flip=True)
+    explained = explain_json(checkpoint, photo, capsys)
+    code, out, err = run_main(
+        predict.main, ["--ckpt", str(checkpoint), str(photo), "--format", "json"], capsys
+    )
+    assert code == 0, err
+    (predicted,) = json.loads(out)
+    assert abs(explained["p_cat"] - predicted["p_cat"]) <= 1e-6
+    classifier, (logits, _) = model_forward(checkpoint, photo)
+    image = decode_image(photo, IMAGE_SIZE).unsqueeze(0)
+    with torch.inference_mode():
+        mirrored = classifier.network(classifier.normalize(image.flip(-1)))
+    assert explained["z_photo"] == pytest.approx(logits[0].item(), abs=1e-6)
+    assert explained["z_mirrored"] == pytest.approx(mirrored[0].item(), abs=1e-6)
+    assert explained["z"] == pytest.approx((explained["z_photo"] + explained["z_mirrored"]) / 2, abs=1e-6)
+    assert explained["z_photo"] != pytest.approx(explained["z_mirrored"], abs=1e-4)  # the pair differs
+    code, text, err = run_main(explain.main, ["--ckpt", str(checkpoint), str(photo)], capsys)
+    assert code == 0, err
+    assert f"Test-time flip averaging: z = (z of this photo {explained['z_photo']:.4f}" in text
 
 
 def test_json_layers_are_the_forward_pass(checkpoint, photo, capsys):

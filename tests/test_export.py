@@ -45,7 +45,7 @@ def uint8_images(count: int, seed: int = 0) -> torch.Tensor:
     return torch.randint(0, 256, (count, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8, generator=generator)
 
 
-def train_checkpoint(path: Path, network: str) -> Path:
+def train_checkpoint(path: Path, network: str, tta_flip: bool = False) -> Path:
     """One real Lightning epoch on random uint8 images, saved the way train.py saves."""
     torch.manual_seed(0)
     model = CatsDogsClassifier(
@@ -54,6 +54,7 @@ def train_checkpoint(path: Path, network: str) -> Path:
         network_kwargs=TINY_KWARGS.get(network, {}),
         lr=1e-2,
         threshold=THRESHOLD,
+        tta_flip=tta_flip,
     )
     # Statistics a datamodule would measure; not 0.5/0.25, so a dropped normalisation shows.
     model.channel_mean.copy_(torch.tensor([0.55, 0.45, 0.35]))
@@ -93,6 +94,21 @@ def test_exported_model_gives_the_checkpoints_p_cat(checkpoints, tmp_path, netwo
         assert p_cat.shape == (batch_size,) and p_cat.dtype == torch.float32
         torch.testing.assert_close(p_cat, expected, rtol=0, atol=1e-5)
     assert not torch.allclose(expected, torch.full_like(expected, expected[0].item()))  # not degenerate
+
+
+@pytest.mark.parametrize("export_format", FORMAT_PARAMS)
+def test_flip_averaging_travels_into_every_format(tmp_path, export_format):
+    checkpoint = train_checkpoint(tmp_path / "tta.ckpt", "mixer", tta_flip=True)
+    exported = load_exported(export_model(checkpoint, export_format, tmp_path / f"model.{export_format}"))
+    assert exported.metadata["tta_flip"] == "true"
+    classifier = load_classifier(checkpoint)
+    images = uint8_images(5, seed=7)
+    with torch.inference_mode():
+        z_photo = classifier.network(classifier.normalize(images))
+        z_mirror = classifier.network(classifier.normalize(images.flip(-1)))
+    expected = torch.sigmoid((z_photo + z_mirror) / 2)
+    torch.testing.assert_close(exported.p_cat(images), expected, rtol=0, atol=1e-5)
+    assert (torch.sigmoid(z_photo) - expected).abs().max() > 1e-4  # the mirror pass changed p_cat
 
 
 @pytest.mark.parametrize("export_format", FORMAT_PARAMS)
