@@ -5,8 +5,9 @@ are imported when a file of their format is opened. Nothing here imports Lightni
 training code, and a test keeps it that way.
 
 Every format carries the same metadata (strings): `image_size`, `threshold`, `network`,
-`network_kwargs` (JSON), `tta_flip` (JSON true/false, absent in older exports: false),
-`project_version`, and `catsdogs_export` (this layout's version).
+`network_kwargs` (JSON), `tta_flip` (JSON true/false) and `input_norm` (dataset or
+per_image; older exports lack both and mean false and dataset), `project_version`, and
+`catsdogs_export` (this layout's version).
 """
 
 import json
@@ -189,6 +190,7 @@ def load_checkpoint_pipeline(path: str | Path) -> ExportedModel:
         "network": str(hparams.get("network", "")),
         "network_kwargs": json.dumps(hparams.get("network_kwargs") or {}),
         "tta_flip": json.dumps(bool(hparams.get("tta_flip", False))),
+        "input_norm": str(hparams.get("input_norm", "dataset")),
         "project_version": PROJECT_VERSION,
     }
     check_metadata(path, metadata)
@@ -205,6 +207,7 @@ def _build_pipeline(path: Path, metadata: dict[str, str], tensors: dict[str, Ten
     """The zoo network named in the metadata, wrapped with normalisation and sigmoid, weights loaded."""
     from deploy.pipeline import PCatPipeline
     from models import create_model
+    from models.preprocess import INPUT_NORMS
 
     try:
         network = create_model(
@@ -213,7 +216,10 @@ def _build_pipeline(path: Path, metadata: dict[str, str], tensors: dict[str, Ten
             **json.loads(metadata.get("network_kwargs", "{}")),
         )
         tta_flip = json.loads(metadata.get("tta_flip", "false")) is True
-        pipeline = PCatPipeline(network, torch.zeros(3), torch.ones(3), tta_flip)
+        input_norm = metadata.get("input_norm", "dataset")
+        if input_norm not in INPUT_NORMS:
+            raise ValueError(f"input_norm '{input_norm}' is unknown")
+        pipeline = PCatPipeline(network, torch.zeros(3), torch.ones(3), tta_flip, input_norm)
         pipeline.load_state_dict(tensors)
     except (ValueError, TypeError, RuntimeError, KeyError) as error:
         first_line = str(error).strip().splitlines()[0]

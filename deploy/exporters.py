@@ -51,8 +51,14 @@ def export_model(checkpoint: str | Path, export_format: str, output: str | Path 
 def build_pipeline(classifier: CatsDogsClassifier) -> PCatPipeline:
     """The classifier's network and channel statistics in a Lightning-free module, in eval mode."""
     network = copy.deepcopy(classifier.network)
-    tta_flip = bool(classifier.hparams.get("tta_flip", False))
-    return PCatPipeline(network, classifier.channel_mean, classifier.channel_std, tta_flip).eval()
+    hparams = classifier.hparams
+    return PCatPipeline(
+        network,
+        classifier.channel_mean,
+        classifier.channel_std,
+        tta_flip=bool(hparams.get("tta_flip", False)),
+        input_norm=hparams.get("input_norm", "dataset"),
+    ).eval()
 
 
 def export_metadata(classifier: CatsDogsClassifier, source: str) -> dict[str, str]:
@@ -66,6 +72,7 @@ def export_metadata(classifier: CatsDogsClassifier, source: str) -> dict[str, st
         "image_size": str(int(hparams.image_size)),
         "threshold": str(float(hparams.threshold)),
         "tta_flip": json.dumps(bool(hparams.get("tta_flip", False))),
+        "input_norm": str(hparams.get("input_norm", "dataset")),
         "input": "images: uint8 (batch, 3, image_size, image_size), RGB, shorter side resized, centre crop",
         "output": "p_cat: float32 (batch,), sigmoid(z); p_cat >= threshold means cat",
         "source_checkpoint": source,

@@ -20,11 +20,17 @@ class PCatPipeline(nn.Module):
     """uint8 images (B, 3, S, S) -> p_cat (B,): the classifier's normalisation, network and sigmoid."""
 
     def __init__(
-        self, network: nn.Module, channel_mean: Tensor, channel_std: Tensor, tta_flip: bool = False
+        self,
+        network: nn.Module,
+        channel_mean: Tensor,
+        channel_std: Tensor,
+        tta_flip: bool = False,
+        input_norm: str = "dataset",
     ) -> None:
         super().__init__()
         self.network = network
-        self.tta_flip = tta_flip  # a plain attribute: traced into ONNX/TorchScript as a second pass
+        self.tta_flip = tta_flip  # plain attributes: traced into ONNX/TorchScript as fixed graph
+        self.input_norm = input_norm
         # Same buffer names as the classifier's, so its state dict loads here unchanged.
         self.register_buffer("channel_mean", channel_mean.detach().clone().float())
         self.register_buffer("channel_std", channel_std.detach().clone().float())
@@ -36,4 +42,4 @@ class PCatPipeline(nn.Module):
 
     def normalize(self, images: Tensor) -> Tensor:
         """The classifier's own normalisation (models.preprocess), so both give the same x."""
-        return normalize_images(images, self.channel_mean, self.channel_std)
+        return normalize_images(images, self.channel_mean, self.channel_std, self.input_norm)

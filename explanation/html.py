@@ -11,7 +11,15 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from explanation.text import KIND_WORDS, decision, flip_average_words, formula, number, x_words
+from explanation.text import (
+    KIND_WORDS,
+    decision,
+    flip_average_words,
+    formula,
+    normalisation_words,
+    number,
+    x_words,
+)
 from explanation.trace import Explanation, LayerReport
 from models.classifier import CatsDogsClassifier
 
@@ -98,8 +106,7 @@ every layer computes Z = W x + b, then A = g(Z)</p>
     <div class="verdict {label}">{label}: p_cat = {explanation.p_cat:.3f}</div>
     <p>{html.escape(decision(explanation))}: the network calls this photo a {label}.</p>
     <p>The photo ({original}{size}×{size} pixels, shorter side resized then centre-cropped, as shown)
-    became the vector <b>x</b>: each colour value normalised as (pixel/255 − mean) / std with the
-    training photos' statistics, then {shaped}.</p>
+    became the vector <b>x</b>. {html.escape(normalisation_words(explanation.input))} Then {shaped}.</p>
     <p>Every layer below is one <b>Z = W x + b</b> with the shapes shown, followed by a non-linearity
     A = g(Z). The last layer gives one number z, and p_cat = sigmoid(z).</p>
   </div>

@@ -1,6 +1,6 @@
 """An Explanation in plain words and numbers, layer by layer, the way the article tells it."""
 
-from explanation.trace import Explanation, LayerReport
+from explanation.trace import Explanation, InputReport, LayerReport
 
 KIND_WORDS = {
     "dense": "a dense layer",
@@ -66,11 +66,24 @@ def decision(explanation: Explanation) -> str:
     return f"{p_cat:.4f} {sign} {threshold:g}, so: {explanation.label}"
 
 
+def normalisation_words(info: InputReport) -> str:
+    """How the pixels became x, with the numbers used."""
+    if info.input_norm == "per_image":
+        return (
+            "Every value was standardised with this photo's own mean m and std s over all its"
+            " pixels and colours, x = (pixel - m) / s, which takes out brightness and contrast."
+        )
+    mean = ", ".join(f"{m:.3f}" for m in info.channel_mean)
+    std = ", ".join(f"{s:.3f}" for s in info.channel_std)
+    return (
+        "Every value was normalised with the training photos' mean and std: "
+        f"x = (pixel/255 - mean) / std, mean (R, G, B) = ({mean}), std = ({std})."
+    )
+
+
 def _input_lines(explanation: Explanation) -> list[str]:
     info = explanation.input
     size = info.image_size
-    mean = ", ".join(f"{m:.3f}" for m in info.channel_mean)
-    std = ", ".join(f"{s:.3f}" for s in info.channel_std)
     original = (
         f"The photo is {info.original_size[0]}×{info.original_size[1]} pixels. " if info.original_size else ""
     )
@@ -78,8 +91,7 @@ def _input_lines(explanation: Explanation) -> list[str]:
         "The input x",
         f"  {original}It was resized so its shorter side is {size} pixels and the central"
         f" {size}×{size} square kept,",
-        "  3 colours per pixel. Every value was normalised with the training photos' mean and std:",
-        f"  x = (pixel/255 - mean) / std, mean (R, G, B) = ({mean}), std = ({std}).",
+        "  3 colours per pixel. " + normalisation_words(info),
         f"  Flattened, that is the vector x of length 3·{size}·{size} = {info.x_length}"
         f" (min {number(info.x_stats.min)}, mean {number(info.x_stats.mean)},"
         f" max {number(info.x_stats.max)}).",

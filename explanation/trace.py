@@ -98,6 +98,7 @@ class InputReport:
     image_size: int
     channel_mean: list[float]
     channel_std: list[float]
+    input_norm: str  # "dataset": the training split's channel statistics; "per_image": this photo's own
     x_length: int
     x_stats: Stats
 
@@ -144,7 +145,7 @@ def explain_image(
 ) -> Explanation:
     """uint8 image (3, S, S) -> the layer-by-layer explanation of its p_cat."""
     network = classifier.network
-    x = classifier.normalize(image.unsqueeze(0))  # (1, 3, S, S): (pixel/255 - mean) / std
+    x = classifier.normalize(image.unsqueeze(0))  # (1, 3, S, S), as input_norm says
     linears = network.linear_layers()
     inputs: dict[str, Tensor] = {}
     hooks = [
@@ -192,6 +193,7 @@ def explain_image(
             image_size=image.shape[-1],
             channel_mean=classifier.channel_mean.tolist(),
             channel_std=classifier.channel_std.tolist(),
+            input_norm=str(classifier.hparams.get("input_norm", "dataset")),
             x_length=x[0].numel(),
             x_stats=Stats.of(x),
         ),

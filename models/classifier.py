@@ -16,7 +16,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryF1Score
 
 from models.flip_average import flip_averaged_logits
-from models.preprocess import normalize_images
+from models.preprocess import INPUT_NORMS, InputNorm, normalize_images
 from models.registry import create_model
 from models.version import CHECKPOINT_FORMAT, PROJECT_VERSION
 
@@ -45,6 +45,8 @@ class CatsDogsClassifier(pl.LightningModule):
         tta_flip: Test-time flip averaging: outside training, z is the mean of the logits of
             the photo and of its mirror image (twice the inference cost; predict.py, explain.py
             and exports do the same, so they report the p_cat that was tested).
+        input_norm: How pixels become x: "dataset" (per-channel mean and std of the training
+            split) or "per_image" (each photo standardised by its own mean and std).
     """
 
     def __init__(
@@ -60,8 +62,13 @@ class CatsDogsClassifier(pl.LightningModule):
         mixup_alpha: float = 0.0,
         threshold: float = 0.5,
         tta_flip: bool = False,
+        input_norm: InputNorm = "dataset",
     ) -> None:
         super().__init__()
+        if input_norm not in INPUT_NORMS:
+            raise ValueError(
+                f"model.input_norm '{input_norm}' is unknown; choose one of {', '.join(INPUT_NORMS)}"
+            )
         self.save_hyperparameters()
         self.network = create_model(network, image_size=image_size, **(network_kwargs or {}))
         # Input normalisation is part of the model, so a checkpoint alone can predict.
@@ -134,6 +141,7 @@ class CatsDogsClassifier(pl.LightningModule):
             "preprocessing": {
                 "image_size": int(self.hparams.image_size),
                 "input": "RGB uint8, shorter side resized to image_size, centre crop",
+                "input_norm": self.hparams.input_norm,
                 "channel_mean": self.channel_mean.tolist(),
                 "channel_std": self.channel_std.tolist(),
             },
@@ -141,8 +149,8 @@ class CatsDogsClassifier(pl.LightningModule):
         }
 
     def normalize(self, images: Tensor) -> Tensor:
-        """uint8 (B, 3, H, W) -> float, (x/255 - mean) / std with the training set's statistics."""
-        return normalize_images(images, self.channel_mean, self.channel_std)
+        """uint8 (B, 3, H, W) -> float x, as `input_norm` says (models.preprocess)."""
+        return normalize_images(images, self.channel_mean, self.channel_std, self.hparams.input_norm)
 
     def p_cat(self, images: Tensor) -> Tensor:
         """The article's output: p_cat = sigmoid(z); p_cat >= threshold means cat."""

@@ -33,12 +33,12 @@ IMAGE_SIZE = 16
 CHROMIUM = "/usr/bin/chromium"
 
 
-def train_tiny_checkpoint(network: str, path: Path, tta_flip: bool = False) -> Path:
+def train_tiny_checkpoint(network: str, path: Path, **options: object) -> Path:
     torch.manual_seed(0)
     images = torch.randint(0, 256, (16, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8)
     labels = (torch.arange(16) % 2).float()  # cat = 1
     images[labels == 1, 0] = images[labels == 1, 0] // 2 + 128  # cats redder: something to learn
-    classifier = CatsDogsClassifier(network=network, image_size=IMAGE_SIZE, tta_flip=tta_flip)
+    classifier = CatsDogsClassifier(network=network, image_size=IMAGE_SIZE, **options)
     trainer = L.Trainer(
         max_epochs=1,
         accelerator="cpu",
@@ -120,6 +120,22 @@ def test_flip_averaged_p_cat_is_explained_and_equals_predict_py(photo, capsys, t
     code, text, err = run_main(explain.main, ["--ckpt", str(checkpoint), str(photo)], capsys)
     assert code == 0, err
     assert f"Test-time flip averaging: z = (z of this photo {explained['z_photo']:.4f}" in text
+
+
+def test_per_image_normalisation_is_explained_and_equals_predict_py(photo, capsys, tmp_path):
+    checkpoint = train_tiny_checkpoint("mlp", tmp_path / "per_image.ckpt", input_norm="per_image")
+    explained = explain_json(checkpoint, photo, capsys)
+    code, out, err = run_main(
+        predict.main, ["--ckpt", str(checkpoint), str(photo), "--format", "json"], capsys
+    )
+    assert code == 0, err
+    (predicted,) = json.loads(out)
+    assert abs(explained["p_cat"] - predicted["p_cat"]) <= 1e-6
+    assert explained["input"]["input_norm"] == "per_image"
+    assert abs(explained["input"]["x_stats"]["mean"]) < 1e-5  # the photo's own mean taken out
+    code, text, err = run_main(explain.main, ["--ckpt", str(checkpoint), str(photo)], capsys)
+    assert code == 0, err
+    assert "standardised with this photo's own mean m and std s" in text
 
 
 def test_json_layers_are_the_forward_pass(checkpoint, photo, capsys):

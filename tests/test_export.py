@@ -45,7 +45,7 @@ def uint8_images(count: int, seed: int = 0) -> torch.Tensor:
     return torch.randint(0, 256, (count, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8, generator=generator)
 
 
-def train_checkpoint(path: Path, network: str, tta_flip: bool = False) -> Path:
+def train_checkpoint(path: Path, network: str, **options: object) -> Path:
     """One real Lightning epoch on random uint8 images, saved the way train.py saves."""
     torch.manual_seed(0)
     model = CatsDogsClassifier(
@@ -54,7 +54,7 @@ def train_checkpoint(path: Path, network: str, tta_flip: bool = False) -> Path:
         network_kwargs=TINY_KWARGS.get(network, {}),
         lr=1e-2,
         threshold=THRESHOLD,
-        tta_flip=tta_flip,
+        **options,
     )
     # Statistics a datamodule would measure; not 0.5/0.25, so a dropped normalisation shows.
     model.channel_mean.copy_(torch.tensor([0.55, 0.45, 0.35]))
@@ -109,6 +109,22 @@ def test_flip_averaging_travels_into_every_format(tmp_path, export_format):
     expected = torch.sigmoid((z_photo + z_mirror) / 2)
     torch.testing.assert_close(exported.p_cat(images), expected, rtol=0, atol=1e-5)
     assert (torch.sigmoid(z_photo) - expected).abs().max() > 1e-4  # the mirror pass changed p_cat
+
+
+@pytest.mark.parametrize("export_format", FORMAT_PARAMS)
+def test_per_image_normalisation_travels_into_every_format(tmp_path, export_format):
+    checkpoint = train_checkpoint(tmp_path / "per_image.ckpt", "mlp", input_norm="per_image")
+    exported = load_exported(export_model(checkpoint, export_format, tmp_path / f"model.{export_format}"))
+    assert exported.metadata["input_norm"] == "per_image"
+    classifier = load_classifier(checkpoint)
+    images = uint8_images(5, seed=8)
+    images[0] = images[0] // 4  # a dark photo: per_image scales it up, the dataset statistics would not
+    with torch.inference_mode():
+        x = images.float()
+        x = (x - x.mean(dim=(1, 2, 3), keepdim=True)) / x.std(dim=(1, 2, 3), keepdim=True)
+        expected = torch.sigmoid(classifier.network(x))
+    torch.testing.assert_close(exported.p_cat(images), expected, rtol=0, atol=1e-5)
+    torch.testing.assert_close(classifier.p_cat(images), expected, rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("export_format", FORMAT_PARAMS)

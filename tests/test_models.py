@@ -111,3 +111,20 @@ def test_mixer_token_mixing_is_wx_plus_b_across_patches():
     x_tokens = block.token_norm(h).transpose(1, 2)  # (B, D, N): one feature across all patches
     expected = x_tokens @ block.token_fc1.weight.T + block.token_fc1.bias
     torch.testing.assert_close(layers["block1.token_fc1"].z, expected)
+
+
+def test_per_image_normalisation_takes_out_brightness_and_contrast():
+    from models.preprocess import normalize_images
+
+    generator = torch.Generator().manual_seed(0)
+    photo = torch.randint(0, 100, (1, 3, 8, 8), dtype=torch.uint8, generator=generator)
+    brighter = photo * 2 + 10  # the same photo, more contrast and light
+    flat = torch.full((1, 3, 8, 8), 77, dtype=torch.uint8)  # no contrast at all: must not divide by 0
+    mean, std = torch.full((3,), 0.5), torch.full((3,), 0.25)
+    x = normalize_images(torch.cat([photo, brighter, flat]), mean, std, "per_image")
+    torch.testing.assert_close(x[0], x[1])
+    torch.testing.assert_close(x[0].mean(), torch.tensor(0.0), atol=1e-6, rtol=0)
+    torch.testing.assert_close(x[0].std(), torch.tensor(1.0))
+    assert torch.equal(x[2], torch.zeros_like(x[2]))
+    dataset = normalize_images(photo, mean, std)  # the default: the training split's statistics
+    torch.testing.assert_close(dataset, (photo / 255 - 0.5) / 0.25)
