@@ -2,7 +2,8 @@
 
     p_cat = sigmoid(network((x / 255 - mean) / std))
 
-or, trained with `tta_flip`, sigmoid of the mean of that z and the mirrored photo's z.
+or, trained with `tta_flip`, sigmoid of the mean of that z and the mirrored photo's z, and
+with `input_norm: per_image`, each photo standardised by its own mean and std instead.
 
 It holds the zoo network and the training split's channel statistics, nothing from
 Lightning, so the same module is traced to ONNX and TorchScript and rebuilt from a
