@@ -81,6 +81,16 @@ def explain_json(checkpoint: Path, photo: Path, capsys, *extra: str) -> dict:
     return json.loads(out, parse_constant=refuse)
 
 
+def predict_json(checkpoint: Path, photo: Path, capsys) -> dict:
+    """predict.py's own record for the photo: the p_cat explain.py must match."""
+    code, out, err = run_main(
+        predict.main, ["--ckpt", str(checkpoint), str(photo), "--format", "json"], capsys
+    )
+    assert code == 0, err
+    (predicted,) = json.loads(out)
+    return predicted
+
+
 def model_forward(checkpoint: Path, photo: Path):
     """The oracle: the model's own forward pass on the photo, decoded as predict.py decodes it."""
     classifier = load_classifier(checkpoint)
@@ -91,11 +101,7 @@ def model_forward(checkpoint: Path, photo: Path):
 
 def test_p_cat_equals_predict_py(checkpoint, photo, capsys):
     explained = explain_json(checkpoint, photo, capsys)
-    code, out, err = run_main(
-        predict.main, ["--ckpt", str(checkpoint), str(photo), "--format", "json"], capsys
-    )
-    assert code == 0, err
-    (predicted,) = json.loads(out)
+    predicted = predict_json(checkpoint, photo, capsys)
     assert abs(explained["p_cat"] - predicted["p_cat"]) <= 1e-6
     assert explained["label"] == predicted["label"]
 
@@ -103,11 +109,7 @@ def test_p_cat_equals_predict_py(checkpoint, photo, capsys):
 def test_flip_averaged_p_cat_is_explained_and_equals_predict_py(photo, capsys, tmp_path):
     checkpoint = train_tiny_checkpoint("mlp", tmp_path / "tta.ckpt", tta_flip=True)
     explained = explain_json(checkpoint, photo, capsys)
-    code, out, err = run_main(
-        predict.main, ["--ckpt", str(checkpoint), str(photo), "--format", "json"], capsys
-    )
-    assert code == 0, err
-    (predicted,) = json.loads(out)
+    predicted = predict_json(checkpoint, photo, capsys)
     assert abs(explained["p_cat"] - predicted["p_cat"]) <= 1e-6
     classifier, (logits, _) = model_forward(checkpoint, photo)
     image = decode_image(photo, IMAGE_SIZE).unsqueeze(0)
@@ -125,11 +127,7 @@ def test_flip_averaged_p_cat_is_explained_and_equals_predict_py(photo, capsys, t
 def test_per_image_normalisation_is_explained_and_equals_predict_py(photo, capsys, tmp_path):
     checkpoint = train_tiny_checkpoint("mlp", tmp_path / "per_image.ckpt", input_norm="per_image")
     explained = explain_json(checkpoint, photo, capsys)
-    code, out, err = run_main(
-        predict.main, ["--ckpt", str(checkpoint), str(photo), "--format", "json"], capsys
-    )
-    assert code == 0, err
-    (predicted,) = json.loads(out)
+    predicted = predict_json(checkpoint, photo, capsys)
     assert abs(explained["p_cat"] - predicted["p_cat"]) <= 1e-6
     assert explained["input"]["input_norm"] == "per_image"
     assert abs(explained["input"]["x_stats"]["mean"]) < 1e-5  # the photo's own mean taken out
