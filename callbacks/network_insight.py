@@ -233,16 +233,7 @@ class NetworkInsight(Callback):
         if self._logger is not None:
             self._recorder.start()
 
-    def on_test_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        outputs: object,
-        batch: tuple[Tensor, Tensor],
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        self._recorder.add_labels(batch)
+    on_test_batch_end = on_validation_batch_end  # the same: keep each batch's labels for the curves
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._recorder.recording:
