@@ -3,7 +3,7 @@
 Each family file is imported here explicitly so its variants register.
 """
 
-from models import mixer, mlp, resmlp  # noqa: F401  (each family registers its variants)
+from models import mixer, mlp, resmlp, shift_mlp  # noqa: F401  (each family registers its variants)
 from models.layers import DenseLayer, LayerTrace
 from models.registry import ModelConfigError, create_model, list_models, register_model
 

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from models.layers import DenseLayer, LayerTrace, TracedModel
+from models.patches import image_patches
 from models.registry import ModelConfigError, register_model
 
 
@@ -65,10 +66,7 @@ class Mixer(TracedModel):
 
     def patches(self, x: Tensor) -> Tensor:
         """(B, C, H, W) -> (B, N, C*p*p): each patch flattened like the MLP flattens an image."""
-        p = self.patch_size
-        b, c, h, w = x.shape
-        x = x.reshape(b, c, h // p, p, w // p, p).permute(0, 2, 4, 1, 3, 5)  # (B, H/p, W/p, C, p, p)
-        return x.reshape(b, (h // p) * (w // p), c * p * p)
+        return image_patches(x, self.patch_size).flatten(1, 2)
 
     def _run(self, x: Tensor, record: dict[str, LayerTrace] | None) -> Tensor:
         def keep(name: str, z: Tensor, a: Tensor) -> None:

@@ -128,3 +128,47 @@ def test_per_image_normalisation_takes_out_brightness_and_contrast():
     assert torch.equal(x[2], torch.zeros_like(x[2]))
     dataset = normalize_images(photo, mean, std)  # the default: the training split's statistics
     torch.testing.assert_close(dataset, (photo / 255 - 0.5) / 0.25)
+
+
+def test_spatial_shift_moves_each_quarter_of_the_channels_one_token():
+    from models.shift_mlp import spatial_shift
+
+    h = torch.randn(2, 5, 6, 8)  # (B, H, W, C): quarters of 2 channels
+    out = spatial_shift(h)
+    torch.testing.assert_close(out[:, 1:, :, 0:2], h[:, :-1, :, 0:2])  # moved down
+    torch.testing.assert_close(out[:, :-1, :, 2:4], h[:, 1:, :, 2:4])  # up
+    torch.testing.assert_close(out[:, :, 1:, 4:6], h[:, :, :-1, 4:6])  # right
+    torch.testing.assert_close(out[:, :, :-1, 6:8], h[:, :, 1:, 6:8])  # left
+    torch.testing.assert_close(out[:, 0, :, 0:2], h[:, 0, :, 0:2])  # nothing shifts into the border
+
+
+def test_merge_neighbours_concatenates_each_2x2_group():
+    from models.patches import merge_neighbours
+
+    h = torch.randn(1, 4, 6, 3)
+    merged = merge_neighbours(h)
+    assert merged.shape == (1, 2, 3, 12)
+    group = torch.cat([h[0, 2, 4], h[0, 2, 5], h[0, 3, 4], h[0, 3, 5]])  # tokens of output (1, 2)
+    torch.testing.assert_close(merged[0, 1, 2], group)
+
+
+def test_shift_mlp_first_block_sees_only_neighbouring_patches():
+    model = create_model("shift_mlp", image_size=32, patch_size=4, widths=[8, 16], depths=[1, 1]).eval()
+    x = torch.randn(1, 3, 32, 32)
+    far, near = x.clone(), x.clone()
+    far[:, :, 28:, 28:] += 1.0  # the bottom-right patch, (7, 7) on the 8x8 grid
+    near[:, :, 4:8, 0:4] += 1.0  # the patch below (0, 0)
+    name = "stage1.block1.post_shift_channel_fc"
+    z = {
+        k: model.forward_with_intermediates(v)[1][name].z[0, 0]
+        for k, v in (("x", x), ("far", far), ("near", near))
+    }
+    torch.testing.assert_close(z["far"], z["x"], rtol=0, atol=0)  # token (0, 0) cannot see patch (7, 7)
+    assert not torch.allclose(z["near"], z["x"])  # but sees its neighbour through the shift
+
+
+def test_shift_mlp_rejects_a_grid_its_stages_cannot_halve():
+    with pytest.raises(ModelConfigError, match="multiple of 16"):
+        create_model("shift_mlp", image_size=40, patch_size=4, widths=[8, 16, 32], depths=[1, 1, 1])
+    with pytest.raises(ModelConfigError, match="multiples of 4"):
+        create_model("shift_mlp", image_size=32, widths=[6, 16], depths=[1, 1])
