@@ -7,17 +7,23 @@ KIND_WORDS = {
     "token_mixing": "token mixing (W mixes the patches)",
     "channel_mixing": "channel mixing (W mixes the features)",
     "patch_embedding": "patch embedding (the same W for every patch)",
+    "patch_merging": "patch merging (2x2 neighbouring patches become one, the same W for every group)",
     "output": "the output layer, one unit",
 }
 ROWS = {  # for layers applied row by row (Mixer): what one row is, and what its x holds
     "token_mixing": ("feature", "one feature across all {width} patches"),
     "channel_mixing": ("patch", "one patch's {width} features"),
     "patch_embedding": ("patch", "one patch's {width} values (3 colours × p × p)"),
+    "patch_merging": ("patch", "the {width} features of 2x2 neighbouring patches, concatenated"),
 }
 INPUT_OF = {  # what x is when it is not simply the previous layer's A, by the end of the layer's name
     "fc1": "LayerNorm(h), h being the running sum of the embedding and every block so far",
     "token_fc1": "LayerNorm(h) transposed",
     "channel_fc1": "LayerNorm(h)",
+    "pre_shift_channel_fc": "LayerNorm(h)",
+    "post_shift_channel_fc": "the previous layer's A with a quarter of its features moved one patch down,"
+    " up, right and left (the shift MLP's only mixing between patches)",
+    "merge": "h regrouped 2x2, then LayerNorm",
 }
 
 
@@ -99,7 +105,7 @@ def _input_lines(explanation: Explanation) -> list[str]:
     first = explanation.layers[0]
     if first.kind == "patch_embedding":
         lines.append(
-            f"  The Mixer cuts the image into {first.rows} patches instead, each flattened the same way"
+            f"  The network cuts the image into {first.rows} patches instead, each flattened the same way"
             f" into {first.weight_shape[1]} values: x ({shape(first.x_shape)})."
         )
     return lines

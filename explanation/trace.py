@@ -162,6 +162,7 @@ def explain_image(
     layers = []
     previous_a = None
     for name, trace in traces.items():
+        inputs[name] = _rows_like(inputs[name], trace.z)
         x_is_previous_a = previous_a is not None and torch.equal(inputs[name], previous_a)
         owner = owners.get(id(linears[name]))
         layers.append(_layer_report(name, linears[name], inputs[name], trace, owner, x_is_previous_a, top))
@@ -251,6 +252,16 @@ def _layer_report(
     )
 
 
+def _rows_like(x: Tensor, z: Tensor) -> Tensor:
+    """A layer's input with its token grid flattened the way its Z was recorded.
+
+    A token-grid network (shift_mlp) applies W to (B, H, W, features) and records Z as
+    (B, H*W, out); its x then reads the same way, one row per patch.
+    """
+    extra = x.ndim - z.ndim
+    return x.flatten(1, 1 + extra) if z.ndim >= 3 and extra > 0 else x
+
+
 def _kind(name: str, z: Tensor) -> str:
     if name == "head":
         return "output"
@@ -258,6 +269,8 @@ def _kind(name: str, z: Tensor) -> str:
         return "dense"
     if "token" in name:
         return "token_mixing"
+    if name.endswith("merge"):
+        return "patch_merging"
     if "channel" in name:
         return "channel_mixing"
     return "patch_embedding"

@@ -188,6 +188,10 @@ def test_text_shows_formula_stats_and_decision(checkpoint, photo, capsys):
     if explained["network"] == "mixer":
         assert "token mixing" in text and "channel mixing" in text
         assert "For each of the" in text  # W is applied per patch or per feature
+    if explained["network"] == "shift_mlp":
+        assert "patch merging" in text and "moved one patch down, up, right and left" in text
+        # a token grid reads as rows of patches, and a layer fed by the previous A says so
+        assert "For each of the 16 patches" in text and "where x is one row of A" in text
 
 
 def test_threshold_decides(checkpoint, photo, capsys):
