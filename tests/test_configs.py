@@ -18,7 +18,7 @@ def pets(tmp_path_factory):
 
 
 def test_the_zoo_has_its_configs():
-    assert {c.stem for c in CONFIGS} >= {"logreg", "mlp_article", "mlp_deep", "resmlp", "mixer"}
+    assert {c.stem for c in CONFIGS} >= {"logreg", "mlp_article", "mlp_deep", "resmlp", "mixer", "shift_mlp"}
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.stem)
