@@ -20,7 +20,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ROOT = REPO.parent / "shared" / "data" / "cats_and_dogs_filtered"
-DEFAULT_CONFIGS = ["logreg", "mlp_article", "mlp_deep", "resmlp", "mixer"]
+DEFAULT_CONFIGS = ["logreg", "mlp_article", "mlp_deep", "resmlp", "mixer", "shift_mlp"]
 
 
 def main() -> None:
@@ -30,11 +30,12 @@ def main() -> None:
     parser.add_argument("--root", default=str(DEFAULT_ROOT), help="split_folders photos")
     parser.add_argument("--out", help="also write the markdown table here")
     parser.add_argument("--one", nargs=3, metavar=("CONFIG", "SEED", "JSON_OUT"), help=argparse.SUPPRESS)
-    parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    parser.add_argument("--extra", default="[]", help=argparse.SUPPRESS)  # JSON list of train.py options
+    parser.add_argument("--no-test", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         config, seed, json_out = args.one
-        run_one(config, int(seed), args.root, Path(json_out))
+        run_one(config, int(seed), args.root, Path(json_out), json.loads(args.extra), test=not args.no_test)
         return
     if not Path(args.root).is_dir():
         sys.exit(f"error: photos not found at {args.root}; pass --root DIR (split_folders layout)")
@@ -43,19 +44,7 @@ def main() -> None:
         for config in args.configs:
             results = []
             for seed in args.seeds:
-                out = Path(work) / f"{config}-{seed}.json"
-                command = [
-                    sys.executable,
-                    __file__,
-                    "--root",
-                    args.root,
-                    "--one",
-                    config,
-                    str(seed),
-                    str(out),
-                ]
-                subprocess.run(command, cwd=work, check=True, stdout=subprocess.DEVNULL)
-                results.append(json.loads(out.read_text()))
+                results.append(run_in_fresh_process(config, seed, args.root, Path(work)))
                 print(f"{config} seed {seed}: {results[-1]}", file=sys.stderr)
             rows.append(summarise(config, results))
     table = render(rows, majority=rows[0]["majority"] if rows else 0.5, seeds=len(args.seeds))
@@ -64,8 +53,25 @@ def main() -> None:
         Path(args.out).write_text(table + "\n")
 
 
-def run_one(config: str, seed: int, root: str, json_out: Path) -> None:
-    """One training run through train.py's CLI, in this (fresh) process."""
+def run_in_fresh_process(
+    config: str, seed: int, root: str, work: Path, extra_args: list[str] = (), test: bool = True
+) -> dict:
+    """run_one in a child process (runs share no state); returns its JSON result."""
+    out = work / f"{config}-{seed}-{len(list(work.glob('*.json')))}.json"
+    command = [sys.executable, __file__, "--root", root, "--one", config, str(seed), str(out)]
+    command += ["--extra", json.dumps(list(extra_args))] + ([] if test else ["--no-test"])
+    subprocess.run(command, cwd=work, check=True, stdout=subprocess.DEVNULL)
+    return json.loads(out.read_text())
+
+
+def run_one(
+    config: str, seed: int, root: str, json_out: Path, extra_args: list[str] = (), test: bool = True
+) -> None:
+    """One training run through train.py's CLI, in this (fresh) process.
+
+    `extra_args` are train.py options added after the config's; with `test` off the test
+    folder is never evaluated (benchmarks/select_variants.py selects on validation only).
+    """
     sys.path.insert(0, str(REPO))
     import torch
 
@@ -78,7 +84,7 @@ def run_one(config: str, seed: int, root: str, json_out: Path) -> None:
         CatsDogsClassifier,
         CatsDogsDataModule,
         args=["--config", str(REPO / "configs" / f"{config}.yaml"), "--data.root", root,
-              "--seed_everything", str(seed), "--trainer.enable_progress_bar", "false"],
+              "--seed_everything", str(seed), "--trainer.enable_progress_bar", "false", *extra_args],
         run=False,
         save_config_kwargs={"overwrite": True},
     )  # fmt: skip
@@ -86,23 +92,23 @@ def run_one(config: str, seed: int, root: str, json_out: Path) -> None:
     start = time.perf_counter()
     trainer.fit(model, datamodule=data)
     fit_seconds = time.perf_counter() - start
-    best = trainer.checkpoint_callback.best_model_path
-    test = trainer.test(model, datamodule=data, ckpt_path=best, weights_only=True, verbose=False)[0]
-    cat_share = float(torch.cat([labels for _, labels in data.test_dataloader()]).mean())
-    json_out.write_text(
-        json.dumps(
-            {
-                "params": sum(p.numel() for p in model.network.parameters()),
-                "test_acc": test["test/acc"],
-                "test_auroc": test["test/auroc"],
-                "best_val_acc": float(trainer.checkpoint_callback.best_model_score),
-                "epochs": trainer.current_epoch,
-                "fit_seconds": fit_seconds,
-                "images_per_second": data.split_sizes["train"] * trainer.current_epoch / fit_seconds,
-                "majority": max(cat_share, 1 - cat_share),
-            }
+    result = {
+        "params": sum(p.numel() for p in model.network.parameters()),
+        "best_val_acc": float(trainer.checkpoint_callback.best_model_score),
+        "epochs": trainer.current_epoch,
+        "fit_seconds": fit_seconds,
+        "images_per_second": data.split_sizes["train"] * trainer.current_epoch / fit_seconds,
+    }
+    if test:
+        best = trainer.checkpoint_callback.best_model_path
+        scores = trainer.test(model, datamodule=data, ckpt_path=best, weights_only=True, verbose=False)[0]
+        cat_share = float(torch.cat([labels for _, labels in data.test_dataloader()]).mean())
+        result.update(
+            test_acc=scores["test/acc"],
+            test_auroc=scores["test/auroc"],
+            majority=max(cat_share, 1 - cat_share),
         )
-    )
+    json_out.write_text(json.dumps(result))
 
 
 def summarise(config: str, results: list[dict]) -> dict:
