@@ -18,17 +18,27 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+import yaml
 from lightning.pytorch.callbacks import Callback
 from torch.utils.data.dataloader import _BaseDataLoaderIter
 
 from models import create_model
+from models.preprocess import normalize_images
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "mlp_article.yaml"
-# configs/mlp_article.yaml's network and optimiser, for the bare loop
-HIDDEN_DIMS = (512, 256, 128)
-DROPOUT, LR, WEIGHT_DECAY = 0.3, 3.0e-4, 0.05
-NETWORK_KWARGS = {"hidden_dims": list(HIDDEN_DIMS), "activation": "relu", "norm": "none", "dropout": DROPOUT}
+
+
+def _article_settings() -> tuple[dict, float, float, str, int]:
+    """configs/mlp_article.yaml's network, optimiser, input norm and image size, for the bare loop."""
+    config = yaml.safe_load(CONFIG.read_text())
+    model = config["model"]
+    settings = model["network_kwargs"], model["lr"], model["weight_decay"], model["input_norm"]
+    return *settings, config["data"]["image_size"]
+
+
+NETWORK_KWARGS, LR, WEIGHT_DECAY, INPUT_NORM, IMAGE_SIZE = _article_settings()
+HIDDEN_DIMS = tuple(NETWORK_KWARGS["hidden_dims"])
 
 
 def matmul_peak_gflops(size: int = 2048, repeats: int = 10, trials: int = 3) -> float:
@@ -61,9 +71,8 @@ class RawLoop:
     ) -> None:
         self.x, self.y, self.batch_size = x.contiguous(), y.float(), batch_size  # (N, 3, S, S), (N,)
         torch.manual_seed(0)
-        self.model = create_model(
-            "mlp", image_size=x.shape[-1], hidden_dims=list(hidden_dims), dropout=DROPOUT
-        )
+        kwargs = {**NETWORK_KWARGS, "hidden_dims": list(hidden_dims)}
+        self.model = create_model("mlp", image_size=x.shape[-1], **kwargs)
         decay = [p for p in self.model.parameters() if p.ndim >= 2]
         no_decay = [p for p in self.model.parameters() if p.ndim < 2]
         groups = [{"params": decay, "weight_decay": WEIGHT_DECAY}, {"params": no_decay, "weight_decay": 0.0}]
@@ -72,12 +81,14 @@ class RawLoop:
 
     @classmethod
     def from_uint8(cls, images: np.ndarray, labels: np.ndarray, mean, std, batch_size: int, **kwargs):
-        x = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0)  # (N, 3, S, S)
-        x.sub_(torch.as_tensor(mean).view(1, 3, 1, 1)).div_(torch.as_tensor(std).view(1, 3, 1, 1))
+        """Normalised once, up front, the way the config's model.input_norm says."""
+        pixels = torch.from_numpy(np.ascontiguousarray(images))  # (N, 3, S, S) uint8
+        mean, std = torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(std, dtype=torch.float32)
+        x = normalize_images(pixels, mean, std, INPUT_NORM)
         return cls(x, torch.as_tensor(labels), batch_size, **kwargs)
 
     @classmethod
-    def random(cls, num_images: int, batch_size: int, image_size: int = 64, **kwargs):
+    def random(cls, num_images: int, batch_size: int, image_size: int = IMAGE_SIZE, **kwargs):
         generator = torch.Generator().manual_seed(0)
         x = torch.randn(num_images, 3, image_size, image_size, generator=generator)
         return cls(x, torch.rand(num_images, generator=generator) < 0.5, batch_size, **kwargs)

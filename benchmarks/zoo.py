@@ -20,7 +20,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ROOT = REPO.parent / "shared" / "data" / "cats_and_dogs_filtered"
-DEFAULT_CONFIGS = ["logreg", "mlp_article", "mlp_deep", "resmlp", "mixer", "shift_mlp"]
+DEFAULT_CONFIGS = ["logreg", "mlp_article", "mlp_article_32px", "mlp_deep", "resmlp", "mixer", "shift_mlp"]
 
 
 def main() -> None:
