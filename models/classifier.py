@@ -79,6 +79,7 @@ class CatsDogsClassifier(pl.LightningModule):
         self.train_metrics = _binary_metrics("train/", threshold)
         self.val_metrics = _binary_metrics("val/", threshold)
         self.test_metrics = _binary_metrics("test/", threshold)
+        self._train_outputs: list[tuple[Tensor, Tensor]] = []  # (p_cat, label) of this epoch's steps
 
     def forward(self, images: Tensor) -> Tensor:
         """uint8 images (B, 3, H, W) -> logits z (B,); flip-averaged in eval mode when tta_flip is on."""
@@ -166,8 +167,12 @@ class CatsDogsClassifier(pl.LightningModule):
         if stage == "train" and self.hparams.label_smoothing > 0:
             targets = targets * (1 - self.hparams.label_smoothing) + 0.5 * self.hparams.label_smoothing
         loss = F.binary_cross_entropy_with_logits(logits, targets)
-        metrics = getattr(self, f"{stage}_metrics")
-        metrics.update(torch.sigmoid(logits.detach()), labels.long())
+        if stage == "train":
+            # Kept, and handed to the metrics once at the epoch's end: three metric updates
+            # per step (input checks included) cost ~0.5 ms of a ~30 ms step.
+            self._train_outputs.append((torch.sigmoid(logits.detach()), labels.long()))
+        else:
+            getattr(self, f"{stage}_metrics").update(torch.sigmoid(logits.detach()), labels.long())
         on_step = stage == "train"
         self.log(
             f"{stage}/loss",
@@ -179,6 +184,9 @@ class CatsDogsClassifier(pl.LightningModule):
             sync_dist=stage != "train",
         )
         return loss
+
+    def on_train_epoch_start(self) -> None:
+        self._train_outputs.clear()  # nothing left from an epoch that was interrupted
 
     def on_train_epoch_end(self) -> None:
         self._log_epoch_metrics("train")
@@ -193,6 +201,10 @@ class CatsDogsClassifier(pl.LightningModule):
         # Computed (and synchronised across ranks) once per epoch: handing the metric objects
         # to self.log_dict on every step cost ~5 ms a training step in Lightning's bookkeeping.
         metrics = getattr(self, f"{stage}_metrics")
+        if stage == "train" and self._train_outputs:
+            probabilities, labels = zip(*self._train_outputs, strict=True)
+            metrics.update(torch.cat(probabilities), torch.cat(labels))
+            self._train_outputs.clear()
         if any(metric.update_called for metric in metrics.values()):  # none before the first batch
             self.log_dict(metrics.compute(), prog_bar=stage != "train")
         metrics.reset()
