@@ -157,3 +157,41 @@ def test_project_version_matches_pyproject():
     from models.classifier import PROJECT_VERSION
 
     assert tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"] == PROJECT_VERSION
+
+
+def training_checkpoint(value: float, step: int, last_model_path: str = "last.ckpt") -> dict:
+    """What Lightning hands the CheckpointIO: weights plus the position in training."""
+    position = {"epoch": step // 10, "global_step": step, "loops": {"fit_loop": {"step": step}}}
+    callbacks = {"ModelCheckpoint": {"last_model_path": last_model_path}}
+    return {**checkpoint_of(value), **position, "callbacks": callbacks}
+
+
+def test_best_and_last_of_one_moment_share_one_file_and_later_saves_split_them(tmp_path):
+    io = AtomicCheckpointIO()
+    best, last = tmp_path / "best.ckpt", tmp_path / "last.ckpt"
+    moment = training_checkpoint(1.0, step=10)
+    io.save_checkpoint(moment, best)
+    io.save_checkpoint(dict(moment), last)  # ModelCheckpoint's save_last: a new dict, same tensors
+    assert best.stat().st_ino == last.stat().st_ino  # written once, linked once
+    io.save_checkpoint(training_checkpoint(2.0, step=20), last)  # next epoch, not a new best
+    assert best.stat().st_ino != last.stat().st_ino
+    assert read_checkpoint(best)["marker"] == 1.0  # renaming a new file over last left best alone
+    assert read_checkpoint(last)["marker"] == 2.0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.ckpt", "last.ckpt"]
+
+
+def test_checkpoints_that_differ_in_anything_are_written_out(tmp_path):
+    io = AtomicCheckpointIO()
+    first = training_checkpoint(1.0, step=10, last_model_path="")
+    io.save_checkpoint(first, tmp_path / "a.ckpt")
+    # Same step, but the bookkeeping a resume reads differs (the first epoch's best save).
+    io.save_checkpoint(
+        {**first, "callbacks": {"ModelCheckpoint": {"last_model_path": "b"}}}, tmp_path / "b.ckpt"
+    )
+    io.save_checkpoint(training_checkpoint(2.0, step=11), tmp_path / "c.ckpt")
+    plain = checkpoint_of(3.0)
+    io.save_checkpoint(plain, tmp_path / "d.ckpt")
+    io.save_checkpoint(plain, tmp_path / "e.ckpt")  # not a training checkpoint: never linked
+    assert read_checkpoint(tmp_path / "b.ckpt")["callbacks"]["ModelCheckpoint"]["last_model_path"] == "b"
+    assert [read_checkpoint(tmp_path / f"{n}.ckpt")["marker"] for n in "acde"] == [1.0, 2.0, 3.0, 3.0]
+    assert len({(tmp_path / f"{name}.ckpt").stat().st_ino for name in "abcde"}) == 5

@@ -10,6 +10,7 @@ save of the same file deletes any left by a killed process.
 
 import contextlib
 import os
+import secrets
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -19,10 +20,22 @@ from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 TEMP_INFIX = ".tmp-"
+SMALL_TENSOR = 65_536  # elements; a checkpoint's tensors up to this size are compared by value
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """TorchCheckpointIO with crash-safe local writes and `weights_only=True` loads."""
+    """TorchCheckpointIO with crash-safe local writes and `weights_only=True` loads.
+
+    ModelCheckpoint saves best.ckpt and last.ckpt of the same moment one right after the
+    other: the second becomes a hard link to the first instead of a second write of the
+    same weights and optimiser state (~100 ms each for the article's MLP on 2 cores, a
+    quarter of its epoch on 1,800 photos). A later save of either name renames a new
+    file over that name only, so the other keeps its content.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last_save: tuple[tuple, Path] | None = None  # (training position, file written)
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
@@ -30,7 +43,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if storage_options is not None or get_filesystem(path).protocol not in ("file", ("file", "local")):
             super().save_checkpoint(checkpoint, path, storage_options)  # remote: fsspec's transaction
             return
-        save_atomically(checkpoint, Path(path))
+        path, position = Path(path), _training_position(checkpoint)
+        previous = self._last_save
+        same_moment = position is not None and previous is not None and previous[0] == position
+        if not (same_moment and previous[1] != path and _link(previous[1], path)):
+            save_atomically(checkpoint, path)
+        self._last_save = (position, path)
 
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict:
         # Whatever the caller asked for: a checkpoint never gets to run code while loading.
@@ -53,6 +71,50 @@ def save_atomically(obj: object, path: Path) -> None:
             os.unlink(temporary)
         raise
     _fsync_directory(path.parent)  # ...and the rename itself survives a power cut
+
+
+def _training_position(checkpoint: dict[str, Any]) -> tuple | None:
+    """A fingerprint under which two checkpoints of one run are the same file's worth.
+
+    Large tensors (weights, optimiser and EMA state) count as the same when they are the
+    same storage at the same version (no in-place update since), small ones (RNG states)
+    by value; everything else (progress, callback bookkeeping such as ModelCheckpoint's
+    `last_model_path`, which a resume reads) by value. None for a dict that is not a
+    Lightning training checkpoint: those are always written out.
+    """
+    if "global_step" not in checkpoint or "loops" not in checkpoint:
+        return None
+    return _fingerprint(checkpoint)
+
+
+def _fingerprint(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        if value.numel() <= SMALL_TENSOR:
+            return ("tensor", value.dtype, tuple(value.shape), value.detach().cpu().numpy().tobytes())
+        return ("tensor", value.dtype, tuple(value.shape), value.data_ptr(), value._version)
+    if isinstance(value, dict):
+        return tuple((repr(key), _fingerprint(item)) for key, item in value.items())
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, *(_fingerprint(item) for item in value))
+    return repr(value)
+
+
+def _link(source: Path, path: Path) -> bool:
+    """Atomically make `path` another name of `source`'s file; False where links do not work."""
+    remove_stale_temporaries(path)
+    temporary = path.parent / f".{path.name}{TEMP_INFIX}{secrets.token_hex(4)}"
+    try:
+        os.link(source, temporary)
+    except OSError:  # gone meanwhile, another filesystem, or one without hard links
+        return False
+    try:
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    _fsync_directory(path.parent)
+    return True
 
 
 def remove_stale_temporaries(path: Path) -> list[Path]:
