@@ -14,7 +14,6 @@ one 2x2 group's concatenated features; Z and A are recorded as (B, tokens, featu
 
 import torch
 from torch import Tensor, nn
-from torchvision.ops import StochasticDepth
 
 from models.layers import DenseLayer, LayerTrace, TracedModel
 from models.patches import image_patches, merge_neighbours
@@ -48,6 +47,10 @@ class ShiftBlock(nn.Module):
         self.channel_fc1 = DenseLayer(width, width * expansion, "gelu", dropout=dropout)
         self.channel_fc2 = DenseLayer(width * expansion, width, "identity", dropout=dropout)
         # Drops a whole residual branch for some images in training (Huang et al., 2016).
+        # Imported here, not at the top: predict.py's start-up stays free of torchvision
+        # for every other family (tests/test_performance_mechanisms.py).
+        from torchvision.ops import StochasticDepth
+
         self.drop_path = StochasticDepth(drop_path, mode="row")
 
 
