@@ -22,6 +22,16 @@ def flatten_params(params: Mapping, prefix: str = "") -> dict[str, int | float |
     return flat
 
 
+def run_hparams(trainer, pl_module) -> dict:
+    """The data's and the model's hyperparameters, as the run was configured."""
+    params = {}
+    datamodule = getattr(trainer, "datamodule", None)
+    if datamodule is not None:
+        params.update(datamodule.hparams_initial)
+    params.update(pl_module.hparams_initial)
+    return {key: value for key, value in params.items() if not key.startswith("_")}  # CLI bookkeeping
+
+
 def write_experiment(writer: SummaryWriter, params: Mapping, metric_tags: Iterable[str]) -> None:
     experiment, session_start, session_end = hparams(flatten_params(params), dict.fromkeys(metric_tags, 0.0))
     file_writer = writer._get_file_writer()  # SummaryWriter has no public way to add a raw summary

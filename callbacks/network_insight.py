@@ -13,11 +13,10 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor, nn
 from torch.utils.tensorboard import SummaryWriter
-from torchmetrics.functional.classification import binary_confusion_matrix
 
 from callbacks import scalar_layout, snapshot
-from callbacks.figures import confusion_matrix_image
-from callbacks.hparams import write_experiment
+from callbacks.hparams import run_hparams, write_experiment
+from callbacks.layer_motion import LayerMotion
 from callbacks.layer_stats import activation_names, histogram
 from callbacks.predictions import PredictionRecorder
 from callbacks.probe import Probe, take_probe, validation_batches
@@ -96,9 +95,7 @@ class NetworkInsight(Callback):
         self._probe: Probe | None = None
         self._recorder = PredictionRecorder()
         self._every_n_epochs = every_n_epochs or 1  # resolved from max_epochs in setup when None
-        self._weights_before: dict[str, Tensor] = {}  # W before the epoch's last optimizer step
-        self._update_ratio_pending = False
-        self._grad_norms: dict[str, float] = {}
+        self._motion = LayerMotion()  # gradient norms and update ratios around optimizer steps
         self._grad_histograms: dict = {}  # dL/dW histograms of the epoch's last step
         self._best_val_acc: float | None = None
         self._hparams_written = False
@@ -153,18 +150,8 @@ class NetworkInsight(Callback):
         with_grad = {
             name: linear for name, linear in network.linear_layers().items() if linear.weight.grad is not None
         }
-        if self.layer_scalars and (logging_step or last_step):
-            self._grad_norms = {name: linear.weight.grad.norm().item() for name, linear in with_grad.items()}
-        if self.layer_scalars and last_step:
-            # ||W_after - W_before|| needs W_before: copied into buffers kept from epoch to epoch,
-            # because a fresh 25 MB allocation per layer costs more than the copy itself.
-            for name, linear in with_grad.items():
-                buffer = self._weights_before.get(name)
-                weight = linear.weight.detach()
-                if buffer is None or buffer.shape != weight.shape or buffer.device != weight.device:
-                    buffer = self._weights_before[name] = torch.empty_like(weight)
-                buffer.copy_(weight)
-            self._update_ratio_pending = True
+        if self.layer_scalars:
+            self._motion.before_step(with_grad, grad_norms=logging_step or last_step, weights=last_step)
         if self.histograms and last_step and self._logs_this_epoch(trainer):
             for name, linear in with_grad.items():
                 self._grad_histograms[name] = histogram(linear.weight.grad, self.histogram_bins)
@@ -177,22 +164,9 @@ class NetworkInsight(Callback):
         batch: object,
         batch_idx: int,
     ) -> None:
-        if not self._grad_norms or (writer := self._writer(trainer)) is None:
-            return
-        step = trainer.global_step  # after the optimizer step, like Lightning's own train/loss_step
-        for name, linear in self._network(pl_module).linear_layers().items():
-            if name not in self._grad_norms:
-                continue
-            writer.add_scalar(f"{name}/{scalar_layout.GRAD_NORM}", self._grad_norms[name], step)
-            if self._update_ratio_pending and name in self._weights_before:
-                # ||W|| and ||W_after - W_before|| / ||W_before|| once an epoch: W moves slowly.
-                weight, before = linear.weight.detach(), self._weights_before[name]
-                weight_norm, before_norm = weight.norm(), before.norm()
-                update_norm = before.sub_(weight).norm()  # in place: the buffer is refilled next epoch
-                ratio = update_norm / before_norm.clamp_min(1e-12)
-                writer.add_scalar(f"{name}/{scalar_layout.WEIGHT_NORM}", weight_norm.item(), step)
-                writer.add_scalar(f"{name}/{scalar_layout.UPDATE_RATIO}", ratio.item(), step)
-        self._grad_norms, self._update_ratio_pending = {}, False
+        if self._motion.pending and (writer := self._writer(trainer)) is not None:
+            # after the optimizer step, like Lightning's own train/loss_step
+            self._motion.after_step(writer, self._network(pl_module).linear_layers(), trainer.global_step)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         writer = self._writer(trainer)
@@ -266,15 +240,9 @@ class NetworkInsight(Callback):
     def _log_curves(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         predictions = self._recorder.finish(trainer)
         writer = self._writer(trainer)
-        if predictions is None or writer is None:
-            return
-        p_cat, labels = predictions
-        step = trainer.global_step
-        matrix = binary_confusion_matrix(p_cat, labels.long(), threshold=_threshold(pl_module))  # (2, 2)
-        writer.add_image(
-            f"{stage}/confusion_matrix", confusion_matrix_image(matrix, f"{stage}, step {step}"), step
-        )
-        writer.add_pr_curve(f"{stage}/pr_curve", labels.cpu() == 1, p_cat.cpu(), step)  # cat is positive
+        if predictions is not None and writer is not None:
+            p_cat, labels = predictions
+            snapshot.log_curves(writer, stage, p_cat, labels, _threshold(pl_module), trainer.global_step)
 
     def _log_hparams(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, tag: str, value: float
@@ -283,31 +251,14 @@ class NetworkInsight(Callback):
         if not self.hparams or (writer := self._writer(trainer)) is None:
             return
         if not self._hparams_written:
-            params = {}
-            datamodule = getattr(trainer, "datamodule", None)
-            if datamodule is not None:
-                params.update(datamodule.hparams_initial)
-            params.update(pl_module.hparams_initial)
-            params = {
-                key: value for key, value in params.items() if not key.startswith("_")
-            }  # CLI bookkeeping
-            write_experiment(writer, params, (BEST_VAL_ACC, TEST_ACC))
+            write_experiment(writer, run_hparams(trainer, pl_module), (BEST_VAL_ACC, TEST_ACC))
             self._hparams_written = True
         writer.add_scalar(tag, value, trainer.global_step)
 
     def _log_graph(self, writer: SummaryWriter, network: nn.Module, x: Tensor) -> None:
         self._graph_logged = True
-        was_training = network.training
-        network.eval()
-        try:
-            with warnings.catch_warnings():
-                # add_graph traces with torch.jit.trace, which torch deprecates; the graph is still right.
-                warnings.filterwarnings("ignore", message=r".*torch\.jit\.trace.*", category=FutureWarning)
-                writer.add_graph(network, x)
-        except Exception as error:  # tracing is best effort: never stop a training run for a picture
+        if (error := snapshot.log_graph(writer, network, x)) is not None:
             self._warn_once("graph", f"NetworkInsight could not trace the model graph: {error}")
-        finally:
-            network.train(was_training)
 
     # ---- helpers -----------------------------------------------------------------------------
 

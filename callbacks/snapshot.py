@@ -4,12 +4,15 @@ Z and A come from `forward_with_intermediates`, the same code path as the model'
 so the Z histogram is the real Z of that pass, not a re-computation.
 """
 
+import warnings
+
 import torch
 from torch import Tensor, nn
 from torch.utils.tensorboard import SummaryWriter
+from torchmetrics.functional.classification import binary_confusion_matrix
 
 from callbacks import scalar_layout
-from callbacks.figures import probe_grid, weight_templates
+from callbacks.figures import confusion_matrix_image, probe_grid, weight_templates
 from callbacks.layer_stats import (
     RELU_LIKE,
     SATURATION_LIMITS,
@@ -94,3 +97,33 @@ def log_pictures(
     writer.add_image(
         "probe/p_cat", probe_grid(probe.images[shown], p_cat[shown], probe.labels[shown], threshold), step
     )
+
+
+def log_curves(
+    writer: SummaryWriter, stage: str, p_cat: Tensor, labels: Tensor, threshold: float, step: int
+) -> None:
+    """The confusion matrix (as an image) and the precision-recall curve of one stage's predictions."""
+    matrix = binary_confusion_matrix(p_cat, labels.long(), threshold=threshold)  # (2, 2)
+    writer.add_image(
+        f"{stage}/confusion_matrix", confusion_matrix_image(matrix, f"{stage}, step {step}"), step
+    )
+    writer.add_pr_curve(f"{stage}/pr_curve", labels.cpu() == 1, p_cat.cpu(), step)  # cat is positive
+
+
+def log_graph(writer: SummaryWriter, network: nn.Module, x: Tensor) -> Exception | None:
+    """The model graph, traced in eval mode; returns the error when it cannot be traced.
+
+    Tracing is best effort: a training run never stops for a picture.
+    """
+    was_training = network.training
+    network.eval()
+    try:
+        with warnings.catch_warnings():
+            # add_graph traces with torch.jit.trace, which torch deprecates; the graph is still right.
+            warnings.filterwarnings("ignore", message=r".*torch\.jit\.trace.*", category=FutureWarning)
+            writer.add_graph(network, x)
+    except Exception as error:
+        return error
+    finally:
+        network.train(was_training)
+    return None
