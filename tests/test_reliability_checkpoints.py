@@ -195,3 +195,15 @@ def test_checkpoints_that_differ_in_anything_are_written_out(tmp_path):
     assert read_checkpoint(tmp_path / "b.ckpt")["callbacks"]["ModelCheckpoint"]["last_model_path"] == "b"
     assert [read_checkpoint(tmp_path / f"{n}.ckpt")["marker"] for n in "acde"] == [1.0, 2.0, 3.0, 3.0]
     assert len({(tmp_path / f"{name}.ckpt").stat().st_ino for name in "abcde"}) == 5
+
+
+def test_bfloat16_checkpoints_link_too(tmp_path):
+    io = AtomicCheckpointIO()
+    moment = training_checkpoint(1.0, step=10)
+    moment["state_dict"] = {k: v.to(torch.bfloat16) for k, v in moment["state_dict"].items()}  # bf16-true
+    io.save_checkpoint(moment, tmp_path / "best.ckpt")
+    io.save_checkpoint(dict(moment), tmp_path / "last.ckpt")
+    assert (tmp_path / "best.ckpt").stat().st_ino == (tmp_path / "last.ckpt").stat().st_ino
+    assert (
+        read_checkpoint(tmp_path / "last.ckpt")["state_dict"]["network.head.weight"].dtype == torch.bfloat16
+    )

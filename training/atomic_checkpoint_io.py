@@ -90,7 +90,9 @@ def _training_position(checkpoint: dict[str, Any]) -> tuple | None:
 def _fingerprint(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         if value.numel() <= SMALL_TENSOR:
-            return ("tensor", value.dtype, tuple(value.shape), value.detach().cpu().numpy().tobytes())
+            # The raw bytes, whatever the dtype (numpy has no bfloat16).
+            raw = value.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
+            return ("tensor", value.dtype, tuple(value.shape), raw.numpy().tobytes())
         return ("tensor", value.dtype, tuple(value.shape), value.data_ptr(), value._version)
     if isinstance(value, dict):
         return tuple((repr(key), _fingerprint(item)) for key, item in value.items())
