@@ -143,10 +143,12 @@ class NetworkInsight(Callback):
     ) -> None:
         if not (self.layer_scalars or self.histograms) or self._writer(trainer) is None:
             return
-        if (network := self._network(pl_module)) is None:
-            return
         last_step = trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
         logging_step = trainer.global_step % trainer.log_every_n_steps == 0
+        if not (last_step or (self.layer_scalars and logging_step)):
+            return  # most steps: nothing to measure, so no per-step walk over the layers
+        if (network := self._network(pl_module)) is None:
+            return
         with_grad = {
             name: linear for name, linear in network.linear_layers().items() if linear.weight.grad is not None
         }
