@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import Trainer
-from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import CheckpointIO
 
@@ -43,6 +43,7 @@ from training import (
 warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
 
 USER_ERRORS = (DataError, ModelConfigError, CheckpointError)
+PROGRESS_BAR_REFRESH_STEPS = 10  # train.py's progress bar redraws every this many steps
 
 
 class CatsDogsCLI(LightningCLI):
@@ -85,6 +86,12 @@ class CatsDogsCLI(LightningCLI):
         if config.get("logger") is False:
             # LearningRateMonitor refuses to run without a logger; with logging off it has no job.
             callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+        if config.get("enable_progress_bar") is not False and not any(
+            isinstance(c, ProgressBar) for c in callbacks
+        ):
+            # Lightning's default bar redraws after every step (~0.5 ms of a ~34 ms step of the
+            # article MLP on 2 cores); every 10 steps still moves several times a second.
+            callbacks.append(TQDMProgressBar(refresh_rate=PROGRESS_BAR_REFRESH_STEPS))
         for required in (
             SaveOnInterrupt,
             StopOnNonFiniteLoss,

@@ -105,6 +105,16 @@ class RawLoop:
             self.optimizer.step()
         return time.perf_counter() - start
 
+    @torch.no_grad()
+    def validate(self, x: torch.Tensor) -> float:
+        """Seconds for one forward pass over `x` (normalised float32) in eval mode, loss included."""
+        self.model.eval()
+        start = time.perf_counter()
+        for i in range(0, len(x), self.batch_size):
+            logits = self.model(x[i : i + self.batch_size])
+            F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits))
+        return time.perf_counter() - start
+
     def gflops(self, seconds: float) -> float:
         # forward 2PN + backward 4PN; the first layer's unneeded dL/dx makes this a slight overcount
         return 6 * self.parameters * len(self.x) / seconds / 1e9
@@ -135,6 +145,9 @@ class PairedEpochs(Callback):
 
     full epoch = this epoch's start to the next one's (training, validation, checkpoints,
     TensorBoard snapshots, progress bar); training = start to the last batch's end.
+    The bare loop's epoch is timed twice over: training alone, and training plus a forward
+    pass over the same validation images train.py validates on (the like-for-like baseline
+    of a full epoch: a hand-written loop that never validates cannot pick a best epoch).
     Stops the run after `epochs` epochs, so the config's max_epochs (and with it the
     schedule and the snapshot cadence) stays as configured.
     """
@@ -142,6 +155,7 @@ class PairedEpochs(Callback):
     def __init__(self, epochs: int, fetch_spent: list[float], with_raw: bool = True) -> None:
         self.epochs, self.fetch_spent, self.with_raw = epochs, fetch_spent, with_raw
         self.raw: RawLoop | None = None
+        self.raw_val_x: torch.Tensor | None = None
         self.records: list[dict] = []
         self._start = self._fetch_start = self._last_batch_end = 0.0
 
@@ -161,11 +175,20 @@ class PairedEpochs(Callback):
                 hidden_dims=tuple(pl_module.hparams.network_kwargs["hidden_dims"]),
                 fused=fused,
             )
+            val = datamodule.val_dataloader().dataset  # the same CachedImageDataset train.py validates on
+            val_pixels = torch.from_numpy(np.ascontiguousarray(val.images[np.sort(val.indices)]))
+            self.raw_val_x = normalize_images(
+                val_pixels,
+                torch.as_tensor(datamodule.channel_mean, dtype=torch.float32),
+                torch.as_tensor(datamodule.channel_std, dtype=torch.float32),
+                INPUT_NORM,
+            )
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._close_epoch()
         raw = self.raw.epoch() if self.raw is not None else None
-        self.records.append({"epoch": trainer.current_epoch, "raw": raw})
+        raw_val = self.raw.validate(self.raw_val_x) if self.raw is not None else None
+        self.records.append({"epoch": trainer.current_epoch, "raw": raw, "raw_val": raw_val})
         self._fetch_start = self.fetch_spent[0]
         self._start = time.perf_counter()
 
@@ -252,6 +275,10 @@ def summarise_paired(run: dict) -> dict:
         out["raw_best"] = n / min(raw)
         out["full_ratio_median"] = statistics.median(r["raw"] / r["full"] for r in records)
         out["train_ratio_median"] = statistics.median(r["raw"] / r["train"] for r in records)
+        out["raw_with_val_best"] = n / min(r["raw"] + r["raw_val"] for r in records)
+        out["full_vs_val_ratio_median"] = statistics.median(
+            (r["raw"] + r["raw_val"]) / r["full"] for r in records
+        )
     return out
 
 

@@ -3,7 +3,7 @@
 Decode once: a second run reads the cache and never calls the decoder. Share the cache:
 a dataset sent to a worker is a file name, reopened as the same read-only memory map, so
 N workers do not hold N copies. Start fast: decoding and predicting do not import
-Lightning. Step fast: the optimiser is the fused AdamW.
+Lightning. Step fast: the optimiser is the fused AdamW, the progress bar redraws every few steps.
 """
 
 import os
@@ -117,3 +117,21 @@ def test_training_uses_the_fused_adamw_on_cpu(pets, tmp_path):
     trainer.fit(model, datamodule=data)
     (optimizer,) = trainer.optimizers
     assert isinstance(optimizer, torch.optim.AdamW) and optimizer.defaults["fused"] is True
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_train_py_redraws_its_progress_bar_every_few_steps_not_every_step(enabled, pets):
+    from lightning.pytorch.callbacks import ProgressBar
+
+    from models.classifier import CatsDogsClassifier
+    from train import PROGRESS_BAR_REFRESH_STEPS, CatsDogsCLI
+
+    args = ["--config", str(REPO / "configs" / "mlp_article.yaml"), "--data.root", str(pets),
+            "--trainer.logger", "false", "--trainer.enable_progress_bar", str(enabled).lower()]  # fmt: skip
+    cli = CatsDogsCLI(CatsDogsClassifier, CatsDogsDataModule, args=args, run=False)
+    bars = [callback for callback in cli.trainer.callbacks if isinstance(callback, ProgressBar)]
+    if enabled:
+        assert [bar.refresh_rate for bar in bars] == [PROGRESS_BAR_REFRESH_STEPS]
+        assert PROGRESS_BAR_REFRESH_STEPS > 1
+    else:
+        assert bars == []  # and Lightning did not refuse a bar it was told not to draw
