@@ -120,6 +120,22 @@ class RawLoop:
         return 6 * self.parameters * len(self.x) / seconds / 1e9
 
 
+def raw_loop_like(trainer, pl_module) -> RawLoop:
+    """A bare loop over the images of train.py's training split, with its network, batch and optimizer."""
+    dataset = trainer.train_dataloader.dataset  # CachedImageDataset over the memory-mapped cache
+    order = np.sort(dataset.indices)
+    datamodule = trainer.datamodule
+    return RawLoop.from_uint8(
+        dataset.images[order],
+        dataset.labels[order],
+        datamodule.channel_mean,
+        datamodule.channel_std,
+        datamodule.hparams.batch_size,
+        hidden_dims=tuple(pl_module.hparams.network_kwargs["hidden_dims"]),
+        fused=bool(trainer.optimizers[0].defaults.get("fused")),
+    )
+
+
 @contextlib.contextmanager
 def fetch_timer():
     """Seconds spent inside DataLoader's __next__ (sampler, dataset read, collate), accumulated."""
@@ -163,18 +179,8 @@ class PairedEpochs(Callback):
         dataset = trainer.train_dataloader.dataset  # CachedImageDataset over the memory-mapped cache
         self.num_images = len(dataset)
         if self.with_raw:
-            images = dataset.images[np.sort(dataset.indices)]
-            fused = bool(trainer.optimizers[0].defaults.get("fused"))
+            self.raw = raw_loop_like(trainer, pl_module)
             datamodule = trainer.datamodule
-            self.raw = RawLoop.from_uint8(
-                images,
-                dataset.labels[np.sort(dataset.indices)],
-                datamodule.channel_mean,
-                datamodule.channel_std,
-                datamodule.hparams.batch_size,
-                hidden_dims=tuple(pl_module.hparams.network_kwargs["hidden_dims"]),
-                fused=fused,
-            )
             val = datamodule.val_dataloader().dataset  # the same CachedImageDataset train.py validates on
             val_pixels = torch.from_numpy(np.ascontiguousarray(val.images[np.sort(val.indices)]))
             self.raw_val_x = normalize_images(

@@ -24,13 +24,12 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import numpy as np
 from lightning.pytorch.callbacks import Callback
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from perf_train import CONFIG, RawLoop, fetch_timer  # noqa: E402  (after the repo root is on the path)
+from perf_train import CONFIG, fetch_timer, raw_loop_like  # noqa: E402  (after the repo root is on the path)
 
 PHOTOS = REPO.parent / "shared" / "data" / "cats_and_dogs_filtered"
 STEP_HOOKS = (
@@ -44,15 +43,20 @@ STEP_HOOKS = (
 
 
 class StepClock(Callback):
-    """Training time of epochs 1.. (epoch 0 warms up); `timing` is on only inside them."""
+    """Training time of epochs 1.. (epoch 0 warms up); `timing` is on only inside them.
 
-    def __init__(self, epochs: int) -> None:
-        self.epochs, self.timing, self.seconds, self.steps = epochs, False, 0.0, 0
-        self._start = 0.0
+    `fetch_spent` is fetch_timer's running total; its growth inside timed epochs is kept too.
+    """
+
+    def __init__(self, epochs: int, fetch_spent: list[float]) -> None:
+        self.epochs, self.fetch_spent, self.timing = epochs, fetch_spent, False
+        self.seconds = self.fetch_seconds = 0.0
+        self.steps = 0
+        self._start = self._fetch_start = 0.0
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self.timing = trainer.current_epoch >= 1
-        self._start = time.perf_counter()
+        self._start, self._fetch_start = time.perf_counter(), self.fetch_spent[0]
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.steps += self.timing
@@ -61,6 +65,7 @@ class StepClock(Callback):
         # Lightning validates right after the epoch's last batch, before on_train_epoch_end.
         if self.timing:
             self.seconds += time.perf_counter() - self._start
+            self.fetch_seconds += self.fetch_spent[0] - self._fetch_start
         self.timing = False
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
@@ -103,59 +108,39 @@ def measure(photos: str, work: Path, epochs: int, extra_args: list[str]) -> dict
     args = ["--config", str(CONFIG), "--data.root", photos, "--data.cache_dir", str(work / "cache"),
             "--trainer.logger.init_args.save_dir", str(work / "runs"), *extra_args]  # fmt: skip
     spent: dict[str, float] = defaultdict(float)
-    clock = StepClock(epochs)
     quiet = logging.getLogger("lightning.pytorch")
     quiet.setLevel(logging.WARNING)
     with (
         open(work / "train.log", "w") as out,
         contextlib.redirect_stdout(out),
         contextlib.redirect_stderr(out),
+        fetch_timer() as fetch,
+        contextlib.ExitStack() as stack,
     ):
         cli = CatsDogsCLI(CatsDogsClassifier, CatsDogsDataModule, args=args, run=False)
-        callbacks = list(cli.trainer.callbacks)
+        clock = StepClock(epochs, fetch)
+        pieces = [
+            (CachedImageDataset, "__getitems__", "batch read from the memory-mapped cache"),
+            (CatsDogsDataModule, "on_after_batch_transfer", "augmentation (random flips)"),
+            (CatsDogsClassifier, "normalize", "uint8 -> normalised float32"),
+            (LightningModule, "log", "self.log of train/loss"),
+        ]
+        pieces += [
+            (callback, hook, f"{type(callback).__name__}.{hook}")
+            for callback in cli.trainer.callbacks
+            for hook in STEP_HOOKS
+            if hasattr(callback, hook)
+        ]
+        for owner, name, label in pieces:
+            stack.enter_context(timed(owner, name, label, spent, clock))
         cli.trainer.callbacks.append(clock)
-        with contextlib.ExitStack() as stack, fetch_timer() as fetch:
-            pieces = [
-                (CachedImageDataset, "__getitems__", "batch read from the memory-mapped cache"),
-                (CatsDogsDataModule, "on_after_batch_transfer", "augmentation (random flips)"),
-                (CatsDogsClassifier, "normalize", "uint8 -> normalised float32"),
-                (LightningModule, "log", "self.log of train/loss"),
-            ]
-            pieces += [
-                (callback, hook, f"{type(callback).__name__}.{hook}")
-                for callback in callbacks
-                for hook in STEP_HOOKS
-                if hasattr(callback, hook)
-            ]
-            for owner, name, label in pieces:
-                stack.enter_context(timed(owner, name, label, spent, clock))
-            fetch_at_start = [0.0]
-
-            class FetchShare(Callback):  # the DataLoader's whole __next__, inside timed epochs only
-                def on_train_epoch_start(self, trainer, pl_module) -> None:
-                    fetch_at_start[0] = fetch[0]
-
-                def on_validation_start(self, trainer, pl_module) -> None:
-                    if trainer.current_epoch >= 1 and not trainer.sanity_checking:
-                        spent["DataLoader fetch"] += fetch[0] - fetch_at_start[0]
-
-            cli.trainer.callbacks.append(FetchShare())
-            cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    dataset = cli.trainer.train_dataloader.dataset
-    order = np.sort(dataset.indices)
-    datamodule = cli.datamodule
-    batch_size = datamodule.hparams.batch_size
-    raw = RawLoop.from_uint8(
-        dataset.images[order],
-        dataset.labels[order],
-        datamodule.channel_mean,
-        datamodule.channel_std,
-        batch_size,
-    )
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    raw = raw_loop_like(cli.trainer, cli.model)
     raw.epoch()  # warm-up
-    raw_steps = -(-len(dataset) // batch_size)
+    raw_steps = -(-len(raw.x) // raw.batch_size)
     raw_step = statistics.median(raw.epoch() for _ in range(5)) / raw_steps
-    spent["DataLoader fetch"] -= spent["batch read from the memory-mapped cache"]  # the rest of it
+    # The DataLoader's whole __next__, less the batch read timed on its own: the rest of it.
+    spent["DataLoader fetch"] = clock.fetch_seconds - spent["batch read from the memory-mapped cache"]
     return {
         "step": clock.seconds / clock.steps,
         "raw_step": raw_step,
