@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import torch.distributed
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -116,6 +117,13 @@ def main(args: list[str] | None = None) -> int:
         )
     except USER_ERRORS as error:
         return fail(error)
+    try:
+        return fit_and_test(cli)
+    finally:
+        release_process_group()
+
+
+def fit_and_test(cli: CatsDogsCLI) -> int:
     trainer, model, data = cli.trainer, cli.model, cli.datamodule
     try:
         trainer.fit(model, datamodule=data, ckpt_path=cli.config.get("ckpt_path"), weights_only=True)
@@ -139,7 +147,20 @@ def main(args: list[str] | None = None) -> int:
     if trainer.is_global_zero:
         print(data.summary())
         print(summary(trainer, results[0] if results else {}, best, run_dir))
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()  # no rank tears down the group while another still uses it
     return 0
+
+
+def release_process_group() -> None:
+    """Destroy the DDP process group now, not during interpreter shutdown.
+
+    Lightning only destroys NCCL groups at exit; a gloo group left to the interpreter's
+    teardown sometimes aborts the process (`terminate called without an active exception`,
+    exit -6) after a run has finished and saved everything.
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def fail(error: Exception | str, status: int = 2) -> int:
