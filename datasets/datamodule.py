@@ -161,7 +161,9 @@ class CatsDogsDataModule(L.LightningDataModule):
         step_seed = (self.hparams.seed * 1_000_003 + self.trainer.current_epoch) * 1_000_003 + batch_idx
         generator = torch.Generator().manual_seed(step_seed)
         crop_scale = tuple(self.hparams.crop_scale) if self.hparams.crop_scale is not None else None
-        return augment_batch(x, generator, hflip=self.hparams.hflip, crop_scale=crop_scale), y
+        # x is this step's own batch, fresh from CachedImageDataset (or its copy on the device).
+        augmented = augment_batch(x, generator, self.hparams.hflip, crop_scale, overwrite=True)
+        return augmented, y
 
     def state_dict(self) -> dict[str, int]:
         # Training samples already seen in the current epoch: nonzero only for a checkpoint

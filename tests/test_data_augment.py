@@ -47,3 +47,13 @@ def test_mixup_blends_inputs_and_targets_alike():
     assert logits.shape == (16,)
     assert ((mixed >= 0) & (mixed <= 1)).all()
     assert ((mixed > 0) & (mixed < 1)).any()  # some targets are blends of a cat and a dog
+
+
+def test_overwrite_flips_the_callers_batch_in_place_with_the_same_result():
+    x = images(batch=32)
+    expected = augment_batch(x, torch.Generator().manual_seed(5), hflip=True)
+    assert not torch.equal(expected, x)  # some images were mirrored, and x was left alone
+    owned = x.clone()
+    out = augment_batch(owned, torch.Generator().manual_seed(5), hflip=True, overwrite=True)
+    assert out.data_ptr() == owned.data_ptr()  # no copy of the batch
+    assert torch.equal(out, expected)

@@ -108,7 +108,8 @@ def test_hflip_only_while_training(pets, tmp_path):
     data.trainer = trainer
     trainer.training = True
     torch.manual_seed(0)
-    flipped, same_y = data.on_after_batch_transfer((x, y), 0)
+    owned = x.clone()  # the hook flips the DataLoader's fresh batch in place: give it its own
+    flipped, same_y = data.on_after_batch_transfer((owned, y), 0)
     assert flipped.dtype == torch.uint8 and same_y is y
     was_flipped = torch.tensor([torch.equal(f, o.flip(-1)) for f, o in zip(flipped, x, strict=True)])
     unchanged = torch.tensor([torch.equal(f, o) for f, o in zip(flipped, x, strict=True)])
