@@ -4,6 +4,7 @@ Measured around the optimizer step (the gradient before it, W before and after i
 written to TensorBoard after it, so a step's scalars share Lightning's step number.
 """
 
+import torch
 from torch import Tensor, nn
 from torch.utils.tensorboard import SummaryWriter
 
@@ -11,7 +12,7 @@ from callbacks import scalar_layout
 
 
 class LayerMotion:
-    """||dL/dW|| on logging steps; ||W|| and ||W_after - W_before|| / ||W_before|| once an epoch."""
+    """||dL/dW|| on logging steps; ||W|| and ||W_after - W_before|| / ||W_before|| when asked."""
 
     def __init__(self) -> None:
         self._grad_norms: dict[str, float] = {}
@@ -26,7 +27,9 @@ class LayerMotion:
     def before_step(self, layers: dict[str, nn.Linear], grad_norms: bool, weights: bool) -> None:
         """Called before the optimizer step with the layers that have a gradient."""
         if grad_norms:
-            self._grad_norms = {name: linear.weight.grad.norm().item() for name, linear in layers.items()}
+            # One fused norm over every layer and one sync, not a kernel and an .item() per layer.
+            norms = torch._foreach_norm([linear.weight.grad for linear in layers.values()])
+            self._grad_norms = dict(zip(layers, torch.stack(norms).tolist(), strict=True))
         if weights:
             # ||W_after - W_before|| needs W_before: copied into buffers kept from epoch to epoch,
             # because a fresh 25 MB allocation per layer costs more than the copy itself.

@@ -47,7 +47,8 @@ class NetworkInsight(Callback):
         probe_size: How many of the first validation images form the fixed probe batch.
         histograms: Log the W, b, Z, A and grad_W histograms.
         layer_scalars: Log weight and gradient norms of every layer every
-            `trainer.log_every_n_steps` steps, and the update/weight ratio on each epoch's last step.
+            `trainer.log_every_n_steps` steps, and the update/weight ratio on the last step of
+            every epoch that logs histograms (see every_n_epochs).
         images: Log the first layer's weight templates and the probe images with p_cat.
         curves: Log confusion matrices and precision-recall curves for validation and test.
         hparams: Log the hyperparameters with the best val/acc and the test/acc.
@@ -152,9 +153,12 @@ class NetworkInsight(Callback):
         with_grad = {
             name: linear for name, linear in network.linear_layers().items() if linear.weight.grad is not None
         }
+        snapshot_step = last_step and self._logs_this_epoch(trainer)
         if self.layer_scalars:
-            self._motion.before_step(with_grad, grad_norms=logging_step or last_step, weights=last_step)
-        if self.histograms and last_step and self._logs_this_epoch(trainer):
+            # ||W|| and the update ratio need a copy of W (25 MB for the article MLP's first
+            # layer): taken on snapshot epochs only, like the histograms, not on every epoch.
+            self._motion.before_step(with_grad, grad_norms=logging_step or last_step, weights=snapshot_step)
+        if self.histograms and snapshot_step:
             for name, linear in with_grad.items():
                 self._grad_histograms[name] = histogram(linear.weight.grad, self.histogram_bins)
 

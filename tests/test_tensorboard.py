@@ -79,6 +79,19 @@ def test_logged_z_histogram_is_the_z_of_the_probe_batch(tmp_path):
     ) and logged.histogram_value.max == pytest.approx(z.max())
 
 
+def test_update_ratio_is_measured_on_snapshot_epochs_and_grad_norms_on_every_logging_step(tmp_path):
+    torch.manual_seed(0)
+    model = CatsDogsClassifier(network_kwargs={"hidden_dims": [8]}, image_size=IMAGE_SIZE, lr=3e-3)
+    logger = TensorBoardLogger(tmp_path, name="run", default_hp_metric=False)
+    trainer = fit(model, logger, epochs=4, every_n_epochs=2)  # snapshots after epochs 2 and 4
+    logged = events(trainer.logger.log_dir)
+    steps_per_epoch = trainer.global_step // 4  # 3 batches of 16
+    ratio_steps = [event.step for event in logged.Scalars("layer1/update_ratio")]
+    assert ratio_steps == [2 * steps_per_epoch, 4 * steps_per_epoch]  # each snapshot epoch's last step
+    assert len(logged.Scalars("layer1/grad_norm")) == trainer.global_step  # log_every_n_steps=1
+    assert all(0 < event.value < 1 for event in logged.Scalars("layer1/update_ratio"))
+
+
 @pytest.mark.parametrize(
     ("activation", "tag"), [("relu", "layer1/dead_fraction"), ("tanh", "layer1/saturated_fraction")]
 )
