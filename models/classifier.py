@@ -207,7 +207,9 @@ class CatsDogsClassifier(pl.LightningModule):
             # The mean over images, as Lightning's own on_epoch mean weighted by batch size.
             sizes = torch.tensor([len(batch) for batch in labels], dtype=torch.float32)
             epoch_loss = (torch.stack(losses).float() * sizes).sum() / sizes.sum()
-            self.log("train/loss_epoch", epoch_loss, prog_bar=True)
+            # Synchronised: under DDP every rank trains on as many images (the sampler pads to
+            # even), so the mean of the ranks' means is the mean over all of them.
+            self.log("train/loss_epoch", epoch_loss, prog_bar=True, sync_dist=True)
             self._train_outputs.clear()
         if any(metric.update_called for metric in metrics.values()):  # none before the first batch
             self.log_dict(metrics.compute(), prog_bar=stage != "train")

@@ -27,8 +27,9 @@ PHOTOS_PER_CLASS = 18
 VAL_FRACTION = 0.3
 TINY = [
     "--data.image_size", "16",
-    "--model.network_kwargs", '{"hidden_dims": [32, 16, 8]}',
+    "--model.network_kwargs", '{"hidden_dims": [32, 16, 8], "dropout": 0.0}',
     "--model.lr", "0",  # the weights stay at their (seeded, identical) initial values
+    "--data.hflip", "false",  # with dropout off too, each image's training loss is fixed
     "--trainer.max_epochs", "1",
     "--trainer.accelerator", "cpu",
     "--data.val_fraction", str(VAL_FRACTION),
@@ -51,10 +52,10 @@ def random_colour_photos(root: Path) -> Path:
     return root
 
 
-def val_acc(run_dir: Path) -> float:
+def epoch_scalar(run_dir: Path, tag: str) -> float:
     events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     events.Reload()
-    (point,) = events.Scalars("val/acc")  # one epoch, one value
+    (point,) = events.Scalars(tag)  # one epoch, one value
     return point.value
 
 
@@ -123,7 +124,17 @@ def test_ddp_validation_accuracy_equals_single_process(runs):
     rank0_only = binary_accuracy(p_cat[0::2], labels[0::2].long()).item()
     assert rank0_only != pytest.approx(expected, abs=1e-6), "data too easy to tell a sync bug apart"
 
-    single_acc = val_acc(work / "single" / "runs" / "mlp_article" / "version_0")
-    ddp_acc = val_acc(work / "ddp" / "runs" / "mlp_article" / "version_0")
+    single_acc = epoch_scalar(work / "single" / "runs" / "mlp_article" / "version_0", "val/acc")
+    ddp_acc = epoch_scalar(work / "ddp" / "runs" / "mlp_article" / "version_0", "val/acc")
     assert single_acc == pytest.approx(expected, abs=1e-6)
     assert ddp_acc == pytest.approx(single_acc, abs=1e-6)
+
+
+def test_ddp_train_loss_epoch_is_the_mean_over_every_ranks_images(runs):
+    """With lr 0, no dropout and no flips, each training image's loss is fixed, so the epoch's
+    mean over all 22 images must come out the same from one process and from two ranks of
+    11 each: rank 0's own mean alone would differ."""
+    work = runs[0]
+    single = epoch_scalar(work / "single" / "runs" / "mlp_article" / "version_0", "train/loss_epoch")
+    ddp = epoch_scalar(work / "ddp" / "runs" / "mlp_article" / "version_0", "train/loss_epoch")
+    assert ddp == pytest.approx(single, abs=1e-6)
