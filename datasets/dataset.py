@@ -12,7 +12,11 @@ class CachedImageDataset(Dataset):
     """Images `indices` of the cache: items are (uint8 (3, S, S), float32 label, 1.0 = cat).
 
     DataLoader calls __getitems__ with a whole batch of indices, so a batch is
-    one fancy-index read from the memmap instead of batch_size small ones.
+    one fancy-index read from the memmap instead of batch_size small ones. The batch
+    comes back in file order, not in the order asked for: a batch is a set (the sampler's
+    shuffle decides which images share one), and putting the pixels back in the asked
+    order cost a second copy of them, ~0.2 ms of a ~32 ms training step. Splits are
+    sorted, so validation, test and prediction batches are in the asked order anyway.
     """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, indices: np.ndarray) -> None:
@@ -28,13 +32,9 @@ class CachedImageDataset(Dataset):
         return torch.from_numpy(np.array(self.images[row])), torch.tensor(self.labels[row])
 
     def __getitems__(self, batch: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        rows = self.indices[np.asarray(batch, dtype=np.int64)]
-        order = np.argsort(rows, kind="stable")
-        # Reading in file order turns a shuffled batch into one forward sweep
-        # through the memmap; the pixels are then put back in batch order.
-        images = np.empty((len(rows), *self.images.shape[1:]), dtype=np.uint8)
-        images[order] = self.images[rows[order]]
-        return torch.from_numpy(images), torch.from_numpy(self.labels[rows])  # (B,3,S,S), (B,)
+        # Read in file order: a shuffled batch becomes one forward sweep through the memmap.
+        rows = np.sort(self.indices[np.asarray(batch, dtype=np.int64)])
+        return torch.from_numpy(self.images[rows]), torch.from_numpy(self.labels[rows])  # (B,3,S,S), (B,)
 
     def __getstate__(self) -> dict:
         # Pickling a memmap copies the whole array into every spawned worker;
