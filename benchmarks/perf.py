@@ -114,7 +114,7 @@ class Bench:
         self.raw["1_photos"] = {"summary": s, "records": run["records"]}
         big_root = str(perf_data.synthetic_set(self.work, self.big))
         big = perf_train.real_run(
-            big_root, self.cache_dir, str(self.work / "runs-big"), 2 if self.quick else 3
+            big_root, self.cache_dir, str(self.work / "runs-big"), 2 if self.quick else 5
         )
         b = perf_train.summarise_paired(big)
         print(
