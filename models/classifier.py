@@ -208,8 +208,9 @@ class CatsDogsClassifier(pl.LightningModule):
             probabilities, labels, losses = zip(*self._train_outputs, strict=True)
             metrics.update(torch.cat(probabilities), torch.cat(labels))
             # The mean over images, as Lightning's own on_epoch mean weighted by batch size.
-            sizes = torch.tensor([len(batch) for batch in labels], dtype=torch.float32)
-            epoch_loss = (torch.stack(losses).float() * sizes).sum() / sizes.sum()
+            losses = torch.stack(losses).float()  # (steps,), on the model's device
+            sizes = torch.tensor([len(batch) for batch in labels], dtype=torch.float32, device=losses.device)
+            epoch_loss = (losses * sizes).sum() / sizes.sum()
             # Synchronised: under DDP every rank trains on as many images (the sampler pads to
             # even), so the mean of the ranks' means is the mean over all of them.
             self.log("train/loss_epoch", epoch_loss, prog_bar=True, sync_dist=True)
