@@ -82,10 +82,7 @@ class RawLoop:
     @classmethod
     def from_uint8(cls, images: np.ndarray, labels: np.ndarray, mean, std, batch_size: int, **kwargs):
         """Normalised once, up front, the way the config's model.input_norm says."""
-        pixels = torch.from_numpy(np.ascontiguousarray(images))  # (N, 3, S, S) uint8
-        mean, std = torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(std, dtype=torch.float32)
-        x = normalize_images(pixels, mean, std, INPUT_NORM)
-        return cls(x, torch.as_tensor(labels), batch_size, **kwargs)
+        return cls(normalised(images, mean, std), torch.as_tensor(labels), batch_size, **kwargs)
 
     @classmethod
     def random(cls, num_images: int, batch_size: int, image_size: int = IMAGE_SIZE, **kwargs):
@@ -118,6 +115,13 @@ class RawLoop:
     def gflops(self, seconds: float) -> float:
         # forward 2PN + backward 4PN; the first layer's unneeded dL/dx makes this a slight overcount
         return 6 * self.parameters * len(self.x) / seconds / 1e9
+
+
+def normalised(images: np.ndarray, mean, std) -> torch.Tensor:
+    """uint8 (N, 3, S, S) -> float32 x, as the config's model.input_norm says."""
+    pixels = torch.from_numpy(np.ascontiguousarray(images))
+    mean, std = torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(std, dtype=torch.float32)
+    return normalize_images(pixels, mean, std, INPUT_NORM)
 
 
 def raw_loop_like(trainer, pl_module) -> RawLoop:
@@ -182,13 +186,8 @@ class PairedEpochs(Callback):
             self.raw = raw_loop_like(trainer, pl_module)
             datamodule = trainer.datamodule
             val = datamodule.val_dataloader().dataset  # the same CachedImageDataset train.py validates on
-            val_pixels = torch.from_numpy(np.ascontiguousarray(val.images[np.sort(val.indices)]))
-            self.raw_val_x = normalize_images(
-                val_pixels,
-                torch.as_tensor(datamodule.channel_mean, dtype=torch.float32),
-                torch.as_tensor(datamodule.channel_std, dtype=torch.float32),
-                INPUT_NORM,
-            )
+            val_images = val.images[np.sort(val.indices)]
+            self.raw_val_x = normalised(val_images, datamodule.channel_mean, datamodule.channel_std)
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._close_epoch()

@@ -123,7 +123,7 @@ def measure(photos: str, work: Path, epochs: int, extra_args: list[str]) -> dict
             (CachedImageDataset, "__getitems__", "batch read from the memory-mapped cache"),
             (CatsDogsDataModule, "on_after_batch_transfer", "augmentation (random flips)"),
             (CatsDogsClassifier, "normalize", "uint8 -> normalised float32"),
-            (LightningModule, "log", "self.log of train/loss"),
+            (LightningModule, "log", "self.log (train/loss_step, on the steps Lightning writes)"),
         ]
         pieces += [
             (callback, hook, f"{type(callback).__name__}.{hook}")

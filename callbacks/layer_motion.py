@@ -16,7 +16,7 @@ class LayerMotion:
 
     def __init__(self) -> None:
         self._grad_norms: dict[str, float] = {}
-        self._weights_before: dict[str, Tensor] = {}  # W before the epoch's last optimizer step
+        self._weights_before: dict[str, Tensor] = {}  # W before a snapshot epoch's last optimizer step
         self._update_ratio_pending = False
 
     @property
