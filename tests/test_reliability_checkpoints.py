@@ -3,6 +3,7 @@
 import errno
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -207,3 +208,19 @@ def test_bfloat16_checkpoints_link_too(tmp_path):
     assert (
         read_checkpoint(tmp_path / "last.ckpt")["state_dict"]["network.head.weight"].dtype == torch.bfloat16
     )
+
+
+@pytest.mark.skipif(
+    not hasattr(torch.serialization, "set_crc32_options"), reason="this torch always writes the zip CRC32"
+)
+def test_checkpoints_skip_the_zip_crc32_and_still_load(tmp_path):
+    path = tmp_path / "last.ckpt"
+    crc_before = torch.serialization.get_crc32_options()
+    AtomicCheckpointIO().save_checkpoint(checkpoint_of(3.0), path)
+    with zipfile.ZipFile(path) as archive:
+        records = archive.infolist()
+    tensor_records = [r for r in records if "/data/" in r.filename and r.file_size > 0]
+    assert tensor_records and all(r.CRC == 0 for r in tensor_records)  # not computed
+    assert read_checkpoint(path)["marker"] == 3.0
+    assert torch.equal(read_checkpoint(path)["state_dict"]["network.head.weight"], torch.full((1, 192), 3.0))
+    assert torch.serialization.get_crc32_options() == crc_before  # the process-wide option is restored

@@ -6,12 +6,18 @@ folder, and only a complete, fsynced file is renamed over the old one
 (`os.replace` is atomic within one filesystem). The temporary name does not end
 in `.ckpt`, so nothing that looks for checkpoints ever picks one up, and the next
 save of the same file deletes any left by a killed process.
+
+The zip records are written without their CRC32: `torch.load` never checks it (a
+flipped byte in a tensor loads silently either way), and computing it took a third of
+`torch.save`'s time, 16 of 50 ms, for the article MLP's 77 MB checkpoint on 2 cores.
+What guards a checkpoint is the write-fsync-rename above, not the checksum.
 """
 
 import contextlib
 import os
 import secrets
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +67,7 @@ def save_atomically(obj: object, path: Path) -> None:
     remove_stale_temporaries(path)
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}{TEMP_INFIX}", dir=path.parent)
     try:
-        with os.fdopen(descriptor, "wb") as file:
+        with os.fdopen(descriptor, "wb") as file, _without_zip_crc32():
             torch.save(obj, file)
             file.flush()
             os.fsync(file.fileno())  # the bytes are on disk before the name points at them
@@ -71,6 +77,21 @@ def save_atomically(obj: object, path: Path) -> None:
             os.unlink(temporary)
         raise
     _fsync_directory(path.parent)  # ...and the rename itself survives a power cut
+
+
+@contextlib.contextmanager
+def _without_zip_crc32() -> Iterator[None]:
+    """torch.save without the per-record CRC32 (see the module docstring); older torch: with it."""
+    set_option = getattr(torch.serialization, "set_crc32_options", None)  # absent in older torch
+    if set_option is None:
+        yield
+        return
+    previous = torch.serialization.get_crc32_options()
+    set_option(False)
+    try:
+        yield
+    finally:
+        set_option(previous)
 
 
 def _training_position(checkpoint: dict[str, Any]) -> tuple | None:
