@@ -17,9 +17,11 @@ from typing import Any
 
 import torch.distributed
 from lightning.pytorch import Trainer
+from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import CheckpointIO
+from lightning.pytorch.utilities import rank_zero_warn
 
 from datasets import CatsDogsDataModule, DataError
 from models.checkpoint import CheckpointError, read_checkpoint
@@ -38,6 +40,7 @@ from training import (
     find_last_checkpoint,
     run_version,
 )
+from training.cpu_precision import emulated_bf16_warning
 
 # The training data is a memory-mapped uint8 array already in RAM: worker processes
 # would only compete with the matrix multiplications for the same cores.
@@ -103,7 +106,11 @@ class CatsDogsCLI(LightningCLI):
         ):
             if not any(isinstance(callback, required) for callback in callbacks):
                 callbacks.append(required())
-        return super().instantiate_trainer(**{"plugins": plugins, "callbacks": callbacks, **kwargs})
+        trainer = super().instantiate_trainer(**{"plugins": plugins, "callbacks": callbacks, **kwargs})
+        advice = emulated_bf16_warning(trainer.precision, isinstance(trainer.accelerator, CPUAccelerator))
+        if advice:
+            rank_zero_warn(advice)
+        return trainer
 
 
 def main(args: list[str] | None = None) -> int:

@@ -6,16 +6,21 @@ so the checkpoint is the same kind of file as a 32-true run's.
 """
 
 import math
+import platform
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
+import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from datasets import decode_many, find_image_files
+from datasets import CatsDogsDataModule, decode_many, find_image_files
 from models.checkpoint import load_classifier
+from models.classifier import CatsDogsClassifier
 from tests.image_factory import make_layout
+from train import CatsDogsCLI
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "mlp_article.yaml"
@@ -58,3 +63,24 @@ def test_bf16_mixed_trains_on_cpu_and_its_checkpoint_predicts(tmp_path):
     assert torch.isfinite(p_cat).all() and ((p_cat >= 0) & (p_cat <= 1)).all()
     labels = torch.tensor([1.0 if "/Cat/" in path else 0.0 for path in files])
     assert ((p_cat >= 0.5).float() == labels).float().mean() >= 0.75  # it learned: the classes are easy
+
+
+@pytest.mark.parametrize(
+    ("precision", "native_bf16", "warned"),
+    [("bf16-mixed", False, True), ("bf16-mixed", True, False), ("32-true", False, False)],
+)
+def test_bf16_on_a_cpu_without_bfloat16_instructions_says_to_use_float32(
+    tmp_path, monkeypatch, precision, native_bf16, warned
+):
+    # The CPU's answer is torch's, patched here to stand for a machine with or without the instructions.
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.setattr(torch.cpu, probe, lambda: native_bf16, raising=False)
+    pets = make_layout(tmp_path / "pets", "class_folders", n_per_class=2)
+    args = ["--config", str(CONFIG), "--data.root", str(pets), *TINY, "--trainer.precision", precision]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cli = CatsDogsCLI(CatsDogsClassifier, CatsDogsDataModule, args=args, run=False)
+    assert cli.trainer.precision == precision
+    advice = [str(w.message) for w in caught if "--trainer.precision 32-true" in str(w.message)]
+    assert len(advice) == int(warned)
