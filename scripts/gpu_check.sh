@@ -4,7 +4,8 @@
 #     bash scripts/gpu_check.sh [WORKDIR]      # from the repo root, project dependencies installed
 #
 # On 3,000 generated photos: the article MLP in bf16-mixed (train, test, resume with
-# --ckpt_path last), shift_mlp in fp32 (random resized crops by grid_sample on the GPU),
+# --ckpt_path last), shift_mlp in fp32 (its config says bf16-mixed; step 1 covers bf16;
+# random resized crops by grid_sample on the GPU),
 # the TensorBoard content (histograms through the GPU path), predict.py on the
 # GPU-trained checkpoint, and train.py's training epochs against a bare loop on the GPU.
 # A step that fails prints its exit status and the end of its log; the script goes on.
@@ -32,7 +33,7 @@ step "1. mlp_article, bf16-mixed, 4 epochs" "$W/1.log" \
 step "2. resume it to 6 epochs (--ckpt_path last)" "$W/2.log" \
     python3 train.py --config configs/mlp_article.yaml "${COMMON[@]}" --trainer.precision bf16-mixed --trainer.max_epochs 6 --ckpt_path last
 step "3. shift_mlp, crops on the GPU, fp32, 2 epochs" "$W/3.log" \
-    python3 train.py --config configs/shift_mlp.yaml "${COMMON[@]}" --trainer.max_epochs 2
+    python3 train.py --config configs/shift_mlp.yaml "${COMMON[@]}" --trainer.precision 32-true --trainer.max_epochs 2
 
 echo "== 4. TensorBoard content of the mlp_article run"
 python3 - "$RUNS/mlp_article/version_0" <<'PY'
