@@ -8,6 +8,7 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor
 from torch.utils.hooks import RemovableHandle
+from torchmetrics.utilities.distributed import gather_all_tensors
 
 
 class PredictionRecorder:
@@ -51,8 +52,10 @@ class PredictionRecorder:
         if logits.shape != labels.shape:
             return None  # forward did not return one logit per image: nothing to pair
         if trainer.world_size > 1:
-            logits = trainer.strategy.all_gather(logits).reshape(-1)  # (world * N,)
-            labels = trainer.strategy.all_gather(labels).reshape(-1)
+            # The ranks' shares of a split can differ by a photo (datasets.datamodule): the
+            # torchmetrics gather pads each to the longest and trims it back.
+            logits = torch.cat(gather_all_tensors(logits))  # (N over all ranks,)
+            labels = torch.cat(gather_all_tensors(labels))
         return torch.sigmoid(logits.float()), labels.float()
 
     def _on_forward(self, module: torch.nn.Module, inputs: tuple, output: object) -> None:

@@ -11,8 +11,9 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.utilities import rank_zero_info
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
 from datasets.augment import augment_batch
 from datasets.cache import CacheInfo, ensure_cache
@@ -143,10 +144,25 @@ class CatsDogsDataModule(L.LightningDataModule):
         return self._loader("train", sampler=self._train_sampler)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
+        return self._loader("val", sampler=self._evaluation_shard("val"))
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
+        return self._loader("test", sampler=self._evaluation_shard("test"))
+
+    def _evaluation_shard(self, split: str) -> Sampler | None:
+        """Under DDP, this rank's share of a val or test split: every photo exactly once.
+
+        Lightning's default DistributedSampler repeats photos until every rank has as
+        many, so a split of 201 photos on 2 ranks would be scored as 202, one counted
+        twice. Lightning's UnrepeatedDistributedSampler lets the ranks' shares differ
+        by one photo instead; evaluation needs no equal step counts (its metrics are
+        synchronised once, at the epoch's end) as long as every rank has a photo, so a
+        split smaller than the number of ranks keeps the default. None outside DDP.
+        """
+        shard = self.trainer.distributed_sampler_kwargs if self.trainer is not None else None
+        if not shard or len(self._datasets[split]) < shard["num_replicas"]:
+            return None
+        return UnrepeatedDistributedSampler(self._datasets[split], shuffle=False, **shard)
 
     def on_after_batch_transfer(
         self, batch: tuple[torch.Tensor, torch.Tensor], dataloader_idx: int
@@ -211,7 +227,7 @@ class CatsDogsDataModule(L.LightningDataModule):
         self._verified_key = info.key  # checked (or just built) by this process: no need again
         return info
 
-    def _loader(self, split: str, sampler: EpochShuffleSampler | None = None) -> DataLoader:
+    def _loader(self, split: str, sampler: Sampler | None = None) -> DataLoader:
         workers = self.hparams.num_workers
         return DataLoader(
             self._datasets[split],

@@ -12,7 +12,7 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchmetrics import MetricCollection
+from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryF1Score
 
 from models.flip_average import flip_averaged_logits
@@ -79,6 +79,13 @@ class CatsDogsClassifier(pl.LightningModule):
         self.train_metrics = _binary_metrics("train/", threshold)
         self.val_metrics = _binary_metrics("val/", threshold)
         self.test_metrics = _binary_metrics("test/", threshold)
+        # The val/test loss as a torchmetrics mean, weighted by batch size and synchronised as
+        # float sums. Lightning's own epoch mean of self.log(..., sync_dist=True) averages the
+        # ranks' photo counts as integers, so ranks scoring 5 and 4 photos divide by 4, not 4.5
+        # (Lightning-AI/pytorch-lightning#21859, open in Lightning 2.6-2.7).
+        # nan_strategy "disable": a NaN loss stays NaN, as self.log kept it, never dropped.
+        self.val_loss = MeanMetric(nan_strategy="disable")
+        self.test_loss = MeanMetric(nan_strategy="disable")
         self._train_outputs: list[tuple[Tensor, Tensor, Tensor]] = []  # (p_cat, label, loss) per step
 
     def forward(self, images: Tensor) -> Tensor:
@@ -175,7 +182,9 @@ class CatsDogsClassifier(pl.LightningModule):
                 self.log("train/loss_step", loss, prog_bar=True)
         else:
             getattr(self, f"{stage}_metrics").update(torch.sigmoid(logits.detach()), labels.long())
-            self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=len(labels), sync_dist=True)
+            # The batch's mean once per photo, so the epoch's mean is over photos. (Not
+            # `weight=len(labels)`: with nan_strategy "disable" torchmetrics 1.9 ignores weights.)
+            getattr(self, f"{stage}_loss").update(loss.detach().expand(len(labels)))
         return loss
 
     def _writes_step_metrics(self) -> bool:
@@ -217,6 +226,11 @@ class CatsDogsClassifier(pl.LightningModule):
             self._train_outputs.clear()
         if any(metric.update_called for metric in metrics.values()):  # none before the first batch
             self.log_dict(metrics.compute(), prog_bar=stage != "train")
+        mean_loss = getattr(self, f"{stage}_loss", None)  # val and test; train's is above
+        if mean_loss is not None:
+            if mean_loss.update_called:
+                self.log(f"{stage}/loss", mean_loss.compute(), prog_bar=True)
+            mean_loss.reset()
         metrics.reset()
 
     def _mixup_forward(self, images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:

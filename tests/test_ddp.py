@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torchmetrics.functional.classification import binary_accuracy
 
@@ -22,8 +23,10 @@ from tests.image_factory import write_image
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "mlp_article.yaml"
 GLOBAL_BATCH_SIZE = 8
-# 36 photos -> 22 train, 10 val, 4 test: even, so the DistributedSampler pads nothing.
-PHOTOS_PER_CLASS = 18
+# 34 photos -> 22 train (even: training shares are padded to equal step counts), 9 val
+# and 3 test: odd, so the ranks' evaluation shares differ (val: 5 photos in 2 batches of
+# 4 on rank 0, 4 in 1 batch on rank 1) and no photo may be counted twice to even them out.
+PHOTOS_PER_CLASS = 17
 VAL_FRACTION = 0.3
 TINY = [
     "--data.image_size", "16",
@@ -103,8 +106,8 @@ def test_ddp_validation_accuracy_equals_single_process(runs):
     match = re.search(r"val\s+(\d+) images", single.stdout)
     assert match, single.stdout
     num_val = int(match.group(1))
-    # An odd count would make the DistributedSampler repeat one image to even out the ranks.
-    assert num_val % 2 == 0, f"{num_val} validation images: pick sizes that split evenly"
+    # Lightning's default DistributedSampler would repeat one of an odd count to even out the ranks.
+    assert num_val % 2 == 1, f"{num_val} validation images: pick sizes that split unevenly"
 
     # The oracle: the checkpoint's own p_cat on every validation image, in one process.
     checkpoint = work / "single" / "runs" / "mlp_article" / "version_0" / "checkpoints" / "last.ckpt"
@@ -128,6 +131,9 @@ def test_ddp_validation_accuracy_equals_single_process(runs):
     ddp_acc = epoch_scalar(work / "ddp" / "runs" / "mlp_article" / "version_0", "val/acc")
     assert single_acc == pytest.approx(expected, abs=1e-6)
     assert ddp_acc == pytest.approx(single_acc, abs=1e-6)
+    # val/loss is the mean over photos: the single run's batches of 8 and 1 photos weigh 8:1.
+    single_loss = epoch_scalar(work / "single" / "runs" / "mlp_article" / "version_0", "val/loss")
+    assert single_loss == pytest.approx(F.binary_cross_entropy(p_cat, labels.float()).item(), abs=1e-5)
 
 
 def test_ddp_train_loss_epoch_is_the_mean_over_every_ranks_images(runs):
@@ -138,3 +144,24 @@ def test_ddp_train_loss_epoch_is_the_mean_over_every_ranks_images(runs):
     single = epoch_scalar(work / "single" / "runs" / "mlp_article" / "version_0", "train/loss_epoch")
     ddp = epoch_scalar(work / "ddp" / "runs" / "mlp_article" / "version_0", "train/loss_epoch")
     assert ddp == pytest.approx(single, abs=1e-6)
+
+
+def test_ddp_scores_uneven_val_and_test_splits_like_one_process(runs):
+    """Each rank scores its own share of the odd-sized val and test splits, no photo twice:
+    the batch-size-weighted val/loss and the test metrics (of the same checkpoint) come out
+    as from one process. A repeated photo would shift them by its own weight."""
+    work, _, single, ddp = runs
+    for tag in ("val/loss", "val/auroc"):
+        single_value = epoch_scalar(work / "single" / "runs" / "mlp_article" / "version_0", tag)
+        ddp_value = epoch_scalar(work / "ddp" / "runs" / "mlp_article" / "version_0", tag)
+        assert ddp_value == pytest.approx(single_value, abs=1e-5), tag
+    single_test, ddp_test = printed_test_metrics(single.stdout), printed_test_metrics(ddp.stdout)
+    assert "test/loss" in single_test and "test/acc" in single_test, single.stdout
+    assert ddp_test == single_test
+
+
+def printed_test_metrics(stdout: str) -> str:
+    """train.py's summary line of test metrics (4 decimals each)."""
+    match = re.search(r"^\s*test:\s+(.*)$", stdout, flags=re.MULTILINE)
+    assert match, stdout
+    return match.group(1)
