@@ -183,7 +183,8 @@ class CatsDogsClassifier(pl.LightningModule):
         else:
             getattr(self, f"{stage}_metrics").update(torch.sigmoid(logits.detach()), labels.long())
             # The batch's mean once per photo, so the epoch's mean is over photos. (Not
-            # `weight=len(labels)`: with nan_strategy "disable" torchmetrics 1.9 ignores weights.)
+            # `weight=len(labels)`: with nan_strategy "disable" torchmetrics 1.9 ignores weights,
+            # Lightning-AI/torchmetrics#3434.)
             getattr(self, f"{stage}_loss").update(loss.detach().expand(len(labels)))
         return loss
 
