@@ -82,8 +82,8 @@ class MarkResumeInTensorBoard(pl.Callback):
     """
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.ckpt_path is None:
-            return
+        if trainer.ckpt_path is None or not trainer.is_global_zero:
+            return  # other DDP ranks write no events (their logger's experiment is a stand-in)
         from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 
         # The next step anything logs: TensorBoard's x-axis is the optimiser step count.
