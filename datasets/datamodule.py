@@ -136,7 +136,10 @@ class CatsDogsDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         # The order of epoch e comes from seed + e alone (Lightning calls set_epoch), so a
         # resumed run sees the same batches as an uninterrupted one.
-        self._train_sampler = EpochShuffleSampler(len(self._datasets["train"]), self.hparams.seed)
+        shard = self.trainer.distributed_sampler_kwargs if self.trainer is not None else None
+        self._train_sampler = EpochShuffleSampler(
+            len(self._datasets["train"]), self.hparams.seed, **(shard or {})
+        )
         if self.trainer is not None:
             self._train_sampler.set_epoch(self.trainer.current_epoch)
         self._train_sampler.skip_next(self._resume_skip)
@@ -182,8 +185,9 @@ class CatsDogsDataModule(L.LightningDataModule):
         return augmented, y
 
     def state_dict(self) -> dict[str, int]:
-        # Training samples already seen in the current epoch: nonzero only for a checkpoint
-        # saved mid-epoch (an interrupt), so its resume skips them instead of repeating them.
+        # Training samples this rank has already seen in the current epoch (under DDP every
+        # rank has seen as many): nonzero only for a checkpoint saved mid-epoch (an interrupt),
+        # so its resume skips them on every rank instead of repeating them.
         if self.trainer is None or not self.trainer.training:
             return {"train_samples_seen": 0}
         batches = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed

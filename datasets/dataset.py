@@ -1,11 +1,12 @@
 """A torch Dataset over the memory-mapped cache: a batch is one sorted read."""
 
+import math
 import os
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, DistributedSampler
 
 
 class CachedImageDataset(Dataset):
@@ -55,33 +56,34 @@ def identity_collate(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Te
     return batch
 
 
-class EpochShuffleSampler(Sampler[int]):
-    """A fresh permutation each epoch, drawn from `seed + epoch` alone.
+class EpochShuffleSampler(DistributedSampler):
+    """A fresh permutation each epoch, drawn from `seed + epoch` alone; under DDP, this rank's share.
 
     Lightning calls `set_epoch` before every training epoch, so the order of
     epoch e does not depend on how many epochs this process has run: a run
     resumed from a checkpoint sees the same batches as one never interrupted.
-    `skip_next` drops the first samples of the next pass only, for a resume
+    `skip_next` drops this rank's first samples of the next pass only, for a resume
     from a checkpoint saved in the middle of an epoch.
+
+    Under DDP it shards the permutation itself, as torch's DistributedSampler does (padded
+    with its own first samples to a multiple of the ranks, then every `num_replicas`-th
+    from `rank`). Being a DistributedSampler, Lightning leaves it unwrapped; wrapped, the
+    skip of a resumed epoch would act on the order before sharding, and the wrapper's
+    length, fixed when it is built, would not follow it.
     """
 
-    def __init__(self, num_samples: int, seed: int) -> None:
-        self.num_samples = num_samples
-        self.seed = seed
-        self.epoch = 0
+    def __init__(self, num_samples: int, seed: int, num_replicas: int = 1, rank: int = 0) -> None:
+        super().__init__(range(num_samples), num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
         self._skip = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def skip_next(self, num_samples: int) -> None:
         self._skip = num_samples
 
-    def __len__(self) -> int:
-        return self.num_samples
-
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        order = torch.randperm(self.num_samples, generator=generator)  # (N,)
+        order = torch.randperm(len(self.dataset), generator=generator).tolist()  # (N,)
+        if order and len(order) < self.total_size:  # fewer than a multiple of the ranks
+            order = (order * math.ceil(self.total_size / len(order)))[: self.total_size]
+        mine = order[self.rank : self.total_size : self.num_replicas]  # (num_samples,)
         skip, self._skip = self._skip, 0
-        yield from order[skip:].tolist()
+        yield from mine[skip:]

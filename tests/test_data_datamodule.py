@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from datasets import CatsDogsDataModule, DataError
-from datasets.dataset import CachedImageDataset
+from datasets.dataset import CachedImageDataset, EpochShuffleSampler
 from tests.image_factory import make_layout, write_empty
 
 SIZE = 16
@@ -185,3 +185,28 @@ def test_fit_runs_with_a_trainer(pets, tmp_path):
     )
     trainer.fit(Probe(), datamodule=data)
     assert trainer.global_step == 5  # ceil(39 / 8) training batches
+
+
+@pytest.mark.parametrize("num_samples", [10, 11, 1])
+def test_training_sampler_shards_like_torch_and_skips_each_ranks_own_samples(num_samples):
+    """Under DDP the training sampler shards its own permutation as torch's DistributedSampler
+    would (padded with its first samples, then every world-th), so together the ranks cover
+    every photo; a resume's skip then drops each rank's first samples of its own share."""
+    world = 3
+    ranks = [EpochShuffleSampler(num_samples, seed=5, num_replicas=world, rank=r) for r in range(world)]
+    for sampler in ranks:
+        sampler.set_epoch(2)
+    shares = [list(sampler) for sampler in ranks]
+    order = torch.randperm(num_samples, generator=torch.Generator().manual_seed(5 + 2)).tolist()
+    padded = (order * world)[: len(ranks[0]) * world]
+    assert shares == [padded[r::world] for r in range(world)]
+    assert set().union(*shares) == set(range(num_samples))
+    assert all(len(share) == len(sampler) for share, sampler in zip(shares, ranks, strict=True))
+    ranks[1].skip_next(2)
+    assert list(ranks[1]) == shares[1][2:]
+    assert list(ranks[1]) == shares[1]  # the skip applies to one pass only
+    # One process: the whole permutation, as before DDP existed.
+    assert (
+        list(EpochShuffleSampler(num_samples, seed=5))
+        == torch.randperm(num_samples, generator=torch.Generator().manual_seed(5)).tolist()
+    )

@@ -157,3 +157,41 @@ def test_resume_last_without_a_run_says_so_in_one_line(pets, tmp_path):
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith("error: --ckpt_path last") and "last.ckpt" in err
     assert not (tmp_path / "data").exists()
+
+
+DDP = [  # two CPU processes (gloo), 4 photos each: the same 8-photo global batch, 7 steps an epoch
+    "--trainer.devices", "2",
+    "--trainer.strategy", "ddp",
+    "--trainer.accelerator", "cpu",
+    "--data.batch_size", "4",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_ddp(pets, tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("uninterrupted_ddp")
+    status, _, err = finish(start(work, pets, *DDP))
+    assert status == 0, err[-3000:]
+    return work
+
+
+def test_ddp_signal_to_one_rank_stops_both_then_resume_matches(pets, uninterrupted_ddp, tmp_path):
+    """`kill -INT PID` reaches rank 0 alone (rank 1 is its child, and Lightning forwards only
+    SIGTERM to it): both ranks must stop after the same batch, or one would wait forever in
+    the other's next all-reduce; and the resumed epoch must skip on each rank what that rank
+    had trained on, or the weights would differ from the uninterrupted DDP run's."""
+    process = start(tmp_path, pets, *DDP)
+    wait_for(tmp_path, epoch=1, batch=2, process=process)
+    process.send_signal(signal.SIGINT)
+    status, out, err = finish(process)
+    assert status == 128 + signal.SIGINT, err[-3000:]
+    assert "Traceback" not in err and "Training finished" not in out
+    assert "stopped by SIGINT at step" in err  # rank 0
+    assert "stopped by SIGTERM on another rank" not in err
+    assert "stopped by SIGINT on another rank" in err, err[-3000:]  # rank 1, told by rank 0
+    last = tmp_path / "runs" / "mlp_article" / "version_0" / "checkpoints" / "last.ckpt"
+    saved = torch.load(last, map_location="cpu", weights_only=True)
+    assert saved["epoch"] == 1 and 7 < saved["global_step"] < 14  # mid-epoch
+    status, _, err = finish(start(tmp_path, pets, *DDP, "--ckpt_path", "last"))
+    assert status == 0, err[-3000:]
+    assert_same_as_uninterrupted(tmp_path, uninterrupted_ddp)

@@ -13,6 +13,7 @@ from types import FrameType
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info
 
@@ -49,7 +50,13 @@ class SaveOnInterrupt(pl.Callback):
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if self.received is None:
+        signum = self.received
+        if trainer.world_size > 1:
+            # One rank may be signalled (SLURM's scancel reaches every task, `kill PID` one):
+            # all ranks must stop after the same batch, or the others would wait forever in
+            # the next gradient all-reduce. One tiny all-reduce a step; on one device, none.
+            signum = _largest_on_any_rank(trainer, self.received or 0)
+        if not signum:
             return
         # Lightning logs this batch's step metrics only after this hook; log them now so the
         # last finished step is in TensorBoard too (the resumed run continues after it).
@@ -60,11 +67,11 @@ class SaveOnInterrupt(pl.Callback):
         trainer.save_checkpoint(path)
         if isinstance(trainer.checkpoint_callback, ModelCheckpoint):
             trainer.checkpoint_callback.last_model_path = str(path)
-        name = signal.Signals(self.received).name
+        name = signal.Signals(signum).name + ("" if self.received == signum else " on another rank")
         raise TrainingInterrupted(
             f"stopped by {name} at step {trainer.global_step} (epoch {trainer.current_epoch}); "
             f"saved {path}; resume with --ckpt_path last",
-            self.received,
+            signum,
         )
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
@@ -79,3 +86,9 @@ def last_checkpoint_path(trainer: pl.Trainer) -> Path:
     if isinstance(callback, ModelCheckpoint) and callback.dirpath:
         return Path(callback.dirpath) / f"{callback.CHECKPOINT_NAME_LAST}{callback.FILE_EXTENSION}"
     return Path(trainer.log_dir or trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+
+
+def _largest_on_any_rank(trainer: pl.Trainer, value: int) -> int:
+    """The largest `value` over all ranks (a signal number, 0 for none); every rank must call it."""
+    mine = torch.tensor(value, device=trainer.strategy.root_device)
+    return int(trainer.strategy.reduce(mine, reduce_op="max"))
