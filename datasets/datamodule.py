@@ -104,6 +104,7 @@ class CatsDogsDataModule(L.LightningDataModule):
         self._datasets: dict[str, CachedImageDataset] = {}
         self._train_sampler: EpochShuffleSampler | None = None
         self._resume_skip = 0  # samples of the resumed epoch a mid-epoch checkpoint already trained on
+        self._resume_epoch: int | None = None  # the epoch a resumed run trains first
 
     def prepare_data(self) -> None:
         info = self._cache(progress=True)
@@ -140,10 +141,15 @@ class CatsDogsDataModule(L.LightningDataModule):
         self._train_sampler = EpochShuffleSampler(
             len(self._datasets["train"]), self.hparams.seed, **(shard or {})
         )
-        if self.trainer is not None:
-            self._train_sampler.set_epoch(self.trainer.current_epoch)
+        # On resume, the epoch comes from the checkpoint's datamodule state: Lightning builds and
+        # starts this loader's first iterator before it restores its loops (current_epoch is
+        # still 0) and calls set_epoch, and worker processes fetch ahead from that first iterator.
+        epoch = self._resume_epoch
+        if epoch is None:
+            epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        self._train_sampler.set_epoch(epoch)
         self._train_sampler.skip_next(self._resume_skip)
-        self._resume_skip = 0
+        self._resume_skip, self._resume_epoch = 0, None
         return self._loader("train", sampler=self._train_sampler)
 
     def val_dataloader(self) -> DataLoader:
@@ -185,16 +191,20 @@ class CatsDogsDataModule(L.LightningDataModule):
         return augmented, y
 
     def state_dict(self) -> dict[str, int]:
-        # Training samples this rank has already seen in the current epoch (under DDP every
-        # rank has seen as many): nonzero only for a checkpoint saved mid-epoch (an interrupt),
-        # so its resume skips them on every rank instead of repeating them.
-        if self.trainer is None or not self.trainer.training:
+        # Where training goes on from: the epoch, and the samples of it this rank has already
+        # trained on (under DDP every rank has trained on as many). Nonzero only for a
+        # checkpoint saved mid-epoch (an interrupt), whose resume skips them on every rank
+        # instead of repeating them; once an epoch's batches are all done, the next epoch.
+        if self.trainer is None:
             return {"train_samples_seen": 0}
         batches = self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
-        return {"train_samples_seen": batches * self.hparams.batch_size}
+        if batches >= self.trainer.num_training_batches:
+            return {"epoch": self.trainer.current_epoch + 1, "train_samples_seen": 0}
+        return {"epoch": self.trainer.current_epoch, "train_samples_seen": batches * self.hparams.batch_size}
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
         self._resume_skip = int(state_dict.get("train_samples_seen", 0))
+        self._resume_epoch = state_dict.get("epoch")  # absent in checkpoints of earlier versions
 
     def summary(self) -> str:
         """A few lines for the log: source, split and class counts, skipped files, cache."""

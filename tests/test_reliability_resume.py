@@ -119,20 +119,34 @@ def assert_same_as_uninterrupted(work: Path, reference: Path) -> None:
     assert len(expected_steps["train/loss_step"]) == 7 * EPOCHS
 
 
-def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(pets, uninterrupted, tmp_path):
-    process = start(tmp_path, pets)
+# Worker processes fetch ahead: Lightning starts the first epoch's iterator before it
+# restores its loops and calls set_epoch, so the resumed epoch's order must come from the
+# checkpoint itself (a run with workers once resumed with epoch 0's order).
+TWO_WORKERS = ["--data.num_workers", "2"]
+WORKERS = pytest.mark.parametrize("workers", [[], TWO_WORKERS], ids=["in-process", "2 workers"])
+
+
+@WORKERS
+def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(pets, uninterrupted, tmp_path, workers):
+    process = start(tmp_path, pets, *workers)
     wait_for(tmp_path, epoch=1, batch=3, process=process)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
-    status, out, err = finish(start(tmp_path, pets, "--ckpt_path", "last"))
+    status, out, err = finish(start(tmp_path, pets, *workers, "--ckpt_path", "last"))
     assert status == 0, err[-3000:]
     assert "version_0" in out and not (tmp_path / "runs" / "mlp_article" / "version_1").exists()
     assert_same_as_uninterrupted(tmp_path, uninterrupted)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_signal_saves_last_checkpoint_and_stops_then_resume_matches(pets, uninterrupted, tmp_path, signum):
-    process = start(tmp_path, pets)
+@pytest.mark.parametrize(
+    ("signum", "workers"),
+    [(signal.SIGTERM, []), (signal.SIGINT, []), (signal.SIGTERM, TWO_WORKERS)],
+    ids=["SIGTERM", "SIGINT", "SIGTERM, 2 workers"],
+)
+def test_signal_saves_last_checkpoint_and_stops_then_resume_matches(
+    pets, uninterrupted, tmp_path, signum, workers
+):
+    process = start(tmp_path, pets, *workers)
     wait_for(tmp_path, epoch=1, batch=2, process=process)
     process.send_signal(signum)
     status, out, err = finish(process)
@@ -146,7 +160,7 @@ def test_signal_saves_last_checkpoint_and_stops_then_resume_matches(pets, uninte
     assert saved["epoch"] == epoch == 1  # saved mid-epoch, after the batch in flight
     assert saved["global_step"] == 7 * epoch + batch + 1
     assert not list(last.parent.glob(".*tmp*"))
-    status, _, err = finish(start(tmp_path, pets, "--ckpt_path", str(last)))
+    status, _, err = finish(start(tmp_path, pets, *workers, "--ckpt_path", str(last)))
     assert status == 0, err[-3000:]
     assert_same_as_uninterrupted(tmp_path, uninterrupted)
 
