@@ -137,9 +137,8 @@ class CatsDogsDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         # The order of epoch e comes from seed + e alone (Lightning calls set_epoch), so a
         # resumed run sees the same batches as an uninterrupted one.
-        shard = self.trainer.distributed_sampler_kwargs if self.trainer is not None else None
         self._train_sampler = EpochShuffleSampler(
-            len(self._datasets["train"]), self.hparams.seed, **(shard or {})
+            len(self._datasets["train"]), self.hparams.seed, **(self._shard() or {})
         )
         # On resume, the epoch comes from the checkpoint's datamodule state: Lightning builds and
         # starts this loader's first iterator before it restores its loops (current_epoch is
@@ -168,10 +167,14 @@ class CatsDogsDataModule(L.LightningDataModule):
         synchronised once, at the epoch's end) as long as every rank has a photo, so a
         split smaller than the number of ranks keeps the default. None outside DDP.
         """
-        shard = self.trainer.distributed_sampler_kwargs if self.trainer is not None else None
+        shard = self._shard()
         if not shard or len(self._datasets[split]) < shard["num_replicas"]:
             return None
         return UnrepeatedDistributedSampler(self._datasets[split], shuffle=False, **shard)
+
+    def _shard(self) -> dict[str, int] | None:
+        """This process's num_replicas and rank under DDP, else None."""
+        return self.trainer.distributed_sampler_kwargs if self.trainer is not None else None
 
     def on_after_batch_transfer(
         self, batch: tuple[torch.Tensor, torch.Tensor], dataloader_idx: int

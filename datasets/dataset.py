@@ -1,6 +1,6 @@
 """A torch Dataset over the memory-mapped cache: a batch is one sorted read."""
 
-import math
+import itertools
 import os
 from collections.abc import Iterator, Sequence
 
@@ -65,11 +65,12 @@ class EpochShuffleSampler(DistributedSampler):
     `skip_next` drops this rank's first samples of the next pass only, for a resume
     from a checkpoint saved in the middle of an epoch.
 
-    Under DDP it shards the permutation itself, as torch's DistributedSampler does (padded
-    with its own first samples to a multiple of the ranks, then every `num_replicas`-th
-    from `rank`). Being a DistributedSampler, Lightning leaves it unwrapped; wrapped, the
-    skip of a resumed epoch would act on the order before sharding, and the wrapper's
-    length, fixed when it is built, would not follow it.
+    The order and the DDP sharding are torch's DistributedSampler's own (a permutation
+    seeded with `seed + epoch`, padded with its first samples to a multiple of the ranks,
+    then every `num_replicas`-th from `rank`); this class only adds the skip. Being a
+    DistributedSampler, Lightning leaves it unwrapped; wrapped, the skip of a resumed
+    epoch would act on the order before sharding, and the wrapper's length, fixed when
+    it is built, would not follow it.
     """
 
     def __init__(self, num_samples: int, seed: int, num_replicas: int = 1, rank: int = 0) -> None:
@@ -80,10 +81,5 @@ class EpochShuffleSampler(DistributedSampler):
         self._skip = num_samples
 
     def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        order = torch.randperm(len(self.dataset), generator=generator).tolist()  # (N,)
-        if order and len(order) < self.total_size:  # fewer than a multiple of the ranks
-            order = (order * math.ceil(self.total_size / len(order)))[: self.total_size]
-        mine = order[self.rank : self.total_size : self.num_replicas]  # (num_samples,)
         skip, self._skip = self._skip, 0
-        yield from mine[skip:]
+        return itertools.islice(super().__iter__(), skip, None)
