@@ -31,9 +31,13 @@ SETTINGS = [  # tiny, deterministic, 7 batches an epoch, every step logged
 ]  # fmt: skip
 
 
+VALIDATING = 99  # Pace's "batch" while validating: after every training batch of the epoch
+
+
 class Pace(pl.Callback):
-    """Test-only: writes "epoch batch" to a file before each training batch, then waits a little,
-    so the test can see where a run is and signal it mid-epoch without guessing from timing."""
+    """Test-only: writes "epoch batch" to a file before each training batch (and "epoch 99"
+    before each validation batch), then waits a little, so the test can see where a run is
+    and signal it there without guessing from timing."""
 
     def __init__(self, progress_file: str, seconds_per_batch: float = 0.1) -> None:
         self.progress_file = Path(progress_file)
@@ -41,6 +45,10 @@ class Pace(pl.Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self.progress_file.write_text(f"{trainer.current_epoch} {batch_idx}")
+        time.sleep(self.seconds_per_batch)
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        self.progress_file.write_text(f"{trainer.current_epoch} {VALIDATING}")
         time.sleep(self.seconds_per_batch)
 
 
@@ -165,12 +173,12 @@ def test_signal_saves_last_checkpoint_and_stops_then_resume_matches(
     assert_same_as_uninterrupted(tmp_path, uninterrupted)
 
 
-def test_signal_in_the_epochs_last_batch_then_resume_trains_the_next_epoch_in_its_order(
+def test_signal_in_the_epochs_last_batch_stops_after_the_epochs_end_then_resume_matches(
     pets, uninterrupted, tmp_path
 ):
-    """Stopped after the epoch's last batch (6 of 0-6), the resume must go on with the next
-    epoch's order from its start, not skip that epoch's first 56 photos. (Known gap: the
-    interrupted epoch's train/loss_epoch and train/acc are then never logged.)"""
+    """Lightning resumes a checkpoint saved after an epoch's last batch (6 of 0-6) in the next
+    epoch, skipping the interrupted epoch's validation, best checkpoint and epoch metrics; so
+    the run finishes that epoch first, then stops, and nothing is missing after the resume."""
     process = start(tmp_path, pets)
     wait_for(tmp_path, epoch=1, batch=6, process=process)
     process.send_signal(signal.SIGTERM)
@@ -178,11 +186,31 @@ def test_signal_in_the_epochs_last_batch_then_resume_trains_the_next_epoch_in_it
     assert status == 128 + signal.SIGTERM, err[-3000:]
     last = tmp_path / "runs" / "mlp_article" / "version_0" / "checkpoints" / "last.ckpt"
     assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 14  # 2 whole epochs
+    logged, expected = scalars(tmp_path), scalars(uninterrupted)
+    for tag in ("val/acc", "train/loss_epoch", "train/acc"):  # both epochs' ends, before the resume
+        assert logged[tag] == expected[tag][:2], f"{tag}: {logged[tag]} vs {expected[tag]}"
     status, _, err = finish(start(tmp_path, pets, "--ckpt_path", "last"))
     assert status == 0, err[-3000:]
-    expected, got = final_weights(uninterrupted), final_weights(tmp_path)
-    for name in expected:
-        assert torch.equal(expected[name], got[name]), f"{name} differs from the uninterrupted run"
+    assert_same_as_uninterrupted(tmp_path, uninterrupted)
+
+
+def test_sigterm_during_validation_saves_and_stops_with_its_status_then_resume_matches(
+    pets, uninterrupted, tmp_path
+):
+    """Lightning's own SIGTERM handling (chained before ours) would end the run at the epoch's
+    end with exit status 0 and nothing saved; the signal must stop it like any other: after
+    the next training batch, with last.ckpt and status 143."""
+    process = start(tmp_path, pets)
+    wait_for(tmp_path, epoch=1, batch=VALIDATING, process=process)
+    process.send_signal(signal.SIGTERM)
+    status, out, err = finish(process)
+    assert status == 128 + signal.SIGTERM, err[-3000:]
+    assert "Training finished" not in out
+    last = tmp_path / "runs" / "mlp_article" / "version_0" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 15  # epoch 2's first
+    status, _, err = finish(start(tmp_path, pets, "--ckpt_path", "last"))
+    assert status == 0, err[-3000:]
+    assert_same_as_uninterrupted(tmp_path, uninterrupted)
 
 
 def test_resume_last_without_a_run_says_so_in_one_line(pets, tmp_path):
