@@ -14,6 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere: the repo's packages
 
+from headless_chromium import OFFLINE_HEADLESS_FLAGS  # noqa: E402  (scripts/, this file's folder)
 from PIL import Image  # noqa: E402
 
 from explanation import explain_file, render_html  # noqa: E402
@@ -27,14 +28,7 @@ def screenshot(html_file: Path, out: Path, width: int, height: int, chromium: st
     with tempfile.TemporaryDirectory() as profile:
         command = [
             chromium,
-            "--headless",
-            "--no-sandbox",  # runs as root in containers, where the sandbox cannot start
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
+            *OFFLINE_HEADLESS_FLAGS,
             "--hide-scrollbars",
             f"--user-data-dir={profile}",
             f"--window-size={width},{height}",

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from headless_chromium import OFFLINE_HEADLESS_FLAGS  # scripts/, this file's folder
 from PIL import Image
 
 WINDOW = (1400, 1000)  # wide enough for TensorBoard's sidebar and two columns of cards
@@ -114,14 +115,7 @@ class Chromium:
             os.dup2(write_fd, 4)
 
         flags = [
-            "--headless",
-            "--no-sandbox",  # runs as root in a container
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
+            *OFFLINE_HEADLESS_FLAGS,
             f"--user-data-dir={profile}",
             f"--window-size={WINDOW[0]},{WINDOW[1]}",
             "--remote-debugging-pipe",
