@@ -79,9 +79,9 @@ class CatsDogsClassifier(pl.LightningModule):
         self.train_metrics = _binary_metrics("train/", threshold)
         self.val_metrics = _binary_metrics("val/", threshold)
         self.test_metrics = _binary_metrics("test/", threshold)
-        # The val/test loss as a torchmetrics mean, weighted by batch size and synchronised as
-        # float sums. Lightning's own epoch mean of self.log(..., sync_dist=True) averages the
-        # ranks' photo counts as integers, so ranks scoring 5 and 4 photos divide by 4, not 4.5
+        # The val/test loss as a torchmetrics mean over photos, synchronised as float sums.
+        # Lightning's own epoch mean of self.log(..., sync_dist=True) averages the ranks'
+        # photo counts as integers, so ranks scoring 5 and 4 photos divide by 4, not 4.5
         # (Lightning-AI/pytorch-lightning#21859, open in Lightning 2.6-2.7).
         # nan_strategy "disable": a NaN loss stays NaN, as self.log kept it, never dropped.
         self.val_loss = MeanMetric(nan_strategy="disable")

@@ -72,7 +72,8 @@ class SaveOnInterrupt(pl.Callback):
         # Lightning logs this batch's step metrics only after this hook; log them now so the
         # last finished step is in TensorBoard too (the resumed run continues after it).
         trainer._logger_connector.update_train_step_metrics()
-        self._save_and_stop(trainer, signum)
+        self._save(trainer)
+        self._stop(trainer, signum)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # After validation and the best checkpoint, in the state Lightning resumes from as an
@@ -87,10 +88,6 @@ class SaveOnInterrupt(pl.Callback):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._at_epoch_end:  # that epoch was the last (max_epochs or early stopping)
             self._stop(trainer, self._at_epoch_end)
-
-    def _save_and_stop(self, trainer: pl.Trainer, signum: int) -> None:
-        self._save(trainer)
-        self._stop(trainer, signum)
 
     def _save(self, trainer: pl.Trainer) -> None:
         path = last_checkpoint_path(trainer)
