@@ -5,6 +5,10 @@
 Each run is `train.py`'s own CLI in a fresh process (so runs share no state); models are
 selected on the validation split carved from the training photos, and the test figure is
 the held-out `validation/` folder, reported as it comes out. Prints a markdown table.
+
+A seed is the whole run's: `seed_everything` (initialisation, dropout) and `data.seed`
+(which photos are carved off for validation, their order, crops and flips), so a row's
+± is how much one run of the config moves, not only its initialisation.
 """
 
 import argparse
@@ -84,7 +88,8 @@ def run_one(
         CatsDogsClassifier,
         CatsDogsDataModule,
         args=["--config", str(REPO / "configs" / f"{config}.yaml"), "--data.root", root,
-              "--seed_everything", str(seed), "--trainer.enable_progress_bar", "false", *extra_args],
+              "--seed_everything", str(seed), "--data.seed", str(seed),
+              "--trainer.enable_progress_bar", "false", *extra_args],
         run=False,
         save_config_kwargs={"overwrite": True},
     )  # fmt: skip
