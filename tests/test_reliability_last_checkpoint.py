@@ -98,8 +98,11 @@ def test_a_long_interval_skips_epoch_saves_but_the_end_is_saved_and_resumes(pets
 
 
 def test_a_run_stopped_between_timed_saves_writes_last_checkpoint_at_its_end(pets, tmp_path):
-    # max_steps ends the run in epoch 2, before the final epoch and long before the interval.
-    records = train(tmp_path, pets, 3600, "--trainer.max_epochs", "10", "--trainer.max_steps", "12")
-    end = records[-1]
+    # No epoch limit (-1): max_steps ends the run in epoch 2, long before the interval.
+    records = train(tmp_path, pets, 3600, "--trainer.max_epochs", "-1", "--trainer.max_steps", "12")
+    starts, end = records[:-1], records[-1]
+    steps_per_epoch = starts[1]["step"]
+    assert [r["epoch"] for r in starts] == [0, 1, 2] and 2 * steps_per_epoch < 12
+    assert [r["last"] for r in starts[1:]] == [steps_per_epoch] * 2  # epoch 0's best, nothing since
     assert end["moment"] == "end" and end["step"] == 12
     assert end["last"] == 12
