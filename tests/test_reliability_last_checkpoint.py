@@ -106,3 +106,11 @@ def test_a_run_stopped_between_timed_saves_writes_last_checkpoint_at_its_end(pet
     assert [r["last"] for r in starts[1:]] == [steps_per_epoch] * 2  # epoch 0's best, nothing since
     assert end["moment"] == "end" and end["step"] == 12
     assert end["last"] == 12
+
+    # Resumed from that save, it goes on from step 12. Lightning counts an epoch cut short by
+    # max_steps as finished (as its own ModelCheckpoint's end-of-training save does), so the
+    # rest of epoch 2's batches are skipped and epoch 3 starts.
+    records = train(tmp_path, pets, 3600, "--trainer.max_epochs", "-1", "--trainer.max_steps", "17",
+                    "--ckpt_path", "last")  # fmt: skip
+    assert records[0]["moment"] == "epoch start" and (records[0]["epoch"], records[0]["step"]) == (3, 12)
+    assert records[-1]["moment"] == "end" and records[-1]["step"] == records[-1]["last"] == 17
