@@ -66,9 +66,9 @@ def main() -> None:
         for name, options in variants.items():
             accuracies[name] = []
             for split in range(args.splits):
-                split_args = ["--data.seed", str(split), *data_args, *options]
+                # The split is the run's seed: run_one sets seed_everything and data.seed to it.
                 result = run_in_fresh_process(
-                    args.config, split, root, Path(work), split_args, test=args.holdout
+                    args.config, split, root, Path(work), [*data_args, *options], test=args.holdout
                 )
                 accuracies[name].append(result[score])
                 print(f"{name} split {split}: {score} {result[score]:.3f}", file=sys.stderr)
