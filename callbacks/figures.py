@@ -1,6 +1,6 @@
 """Pictures for TensorBoard's Images tab, drawn with Pillow (already a dependency).
 
-Each function returns a (3, H, W) tensor that `SummaryWriter.add_image` takes as is.
+Each function returns a (3, H, W) uint8 tensor, as `png_summary.add_png` takes it.
 """
 
 import math

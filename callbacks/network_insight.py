@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from torch.utils.tensorboard import SummaryWriter
 
 from callbacks import scalar_layout, snapshot
+from callbacks.event_checksums import use_fast_event_checksums
 from callbacks.hparams import run_hparams, write_experiment
 from callbacks.layer_motion import LayerMotion
 from callbacks.layer_stats import activation_names, histogram
@@ -108,6 +109,8 @@ class NetworkInsight(Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         loggers = [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
         self._logger = loggers[0] if (self.enabled and loggers) else None
+        if self._logger is not None:
+            use_fast_event_checksums()  # or the writer thread's checksums stall training (event_checksums)
         if self.every_n_epochs is None:
             self._every_n_epochs = default_every_n_epochs(trainer.max_epochs)
         if self._logger is not None and self.curves:

@@ -22,6 +22,7 @@ from callbacks.layer_stats import (
     histogram,
     saturated_fraction,
 )
+from callbacks.png_summary import add_png
 from callbacks.probe import Probe
 from models.layers import LayerTrace
 
@@ -89,14 +90,11 @@ def log_pictures(
     image_shape = tuple(probe.images.shape[1:])  # (C, H, W)
     # Only a layer that sees the flattened image has rows that are images (not, e.g., patches).
     if num_templates > 0 and first.in_features == image_shape[0] * image_shape[1] * image_shape[2]:
-        writer.add_image(
-            f"{name}/templates", weight_templates(first.weight, image_shape, num_templates), step
-        )
+        add_png(writer, f"{name}/templates", weight_templates(first.weight, image_shape, num_templates), step)
     p_cat = traces[next(reversed(traces))].a  # (P,) the last layer is the head: its A is p_cat = sigmoid(z)
     shown = slice(0, GRID_IMAGES)
-    writer.add_image(
-        "probe/p_cat", probe_grid(probe.images[shown], p_cat[shown], probe.labels[shown], threshold), step
-    )
+    grid = probe_grid(probe.images[shown], p_cat[shown], probe.labels[shown], threshold)
+    add_png(writer, "probe/p_cat", grid, step)
 
 
 def log_curves(
@@ -104,9 +102,8 @@ def log_curves(
 ) -> None:
     """The confusion matrix (as an image) and the precision-recall curve of one stage's predictions."""
     matrix = binary_confusion_matrix(p_cat, labels.long(), threshold=threshold)  # (2, 2)
-    writer.add_image(
-        f"{stage}/confusion_matrix", confusion_matrix_image(matrix, f"{stage}, step {step}"), step
-    )
+    picture = confusion_matrix_image(matrix, f"{stage}, step {step}")
+    add_png(writer, f"{stage}/confusion_matrix", picture, step)
     writer.add_pr_curve(f"{stage}/pr_curve", labels.cpu() == 1, p_cat.cpu(), step)  # cat is positive
 
 
