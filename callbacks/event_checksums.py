@@ -2,9 +2,10 @@
 
 Every record TensorBoard writes carries two masked CRC32C checksums. Without TensorFlow
 installed, `tensorboard` computes them in pure Python (~140 ns a byte on this machine),
-on its writer thread and holding the GIL: a snapshot's PNGs (~0.5 MB) cost ~80 ms of
-that, and the training thread waited for it (measured inside train.py: the probe-image
-grid took 90-150 ms of wall time for 15-20 ms of its own CPU time). google-crc32c computes
+on its writer thread and holding the GIL: for a snapshot's PNGs (~1.2 MB as they were
+then compressed) the training thread waited ~100 ms (measured inside train.py: the
+probe-image grid took 90-150 ms of wall time for 15-20 ms of its own CPU time; a whole
+snapshot 262 ms, 158 ms with this module). google-crc32c computes
 the same checksum in C, in microseconds. tensorboardX made the same switch
 (lanpa/tensorboardX#428).
 """
