@@ -21,6 +21,8 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info
 
+from training.atomic_checkpoint_io import flush_held_checkpoints
+
 
 class TrainingInterrupted(Exception):
     """Training stopped on a signal; `last.ckpt` holds the state after the last finished batch."""
@@ -92,6 +94,7 @@ class SaveOnInterrupt(pl.Callback):
     def _save(self, trainer: pl.Trainer) -> None:
         path = last_checkpoint_path(trainer)
         trainer.save_checkpoint(path)
+        flush_held_checkpoints(trainer)  # on disk before the process says it saved
         if isinstance(trainer.checkpoint_callback, ModelCheckpoint):
             trainer.checkpoint_callback.last_model_path = str(path)
 

@@ -18,6 +18,7 @@ from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from models.checkpoint import CheckpointError
+from training.atomic_checkpoint_io import AtomicCheckpointIO, flush_held_checkpoints
 
 LAST = "last.ckpt"
 _VERSION = re.compile(r"version_(\d+)$")
@@ -155,6 +156,10 @@ class KeepLastCheckpointCurrent(Checkpoint):
     saves that only a hard crash (SIGKILL, power cut) would ever read; Ctrl-C and
     SIGTERM save on the spot (SaveOnInterrupt). With every_seconds=0 it writes every
     epoch; an epoch longer than every_seconds does too.
+
+    The same bound holds for best.ckpt: it sets train.py's AtomicCheckpointIO to hold
+    a save made within every_seconds of the last write in memory (write-behind), writes
+    what it holds at an epoch's end once every_seconds have passed, and at the end.
     """
 
     def __init__(self, every_seconds: float = 60.0) -> None:
@@ -162,6 +167,11 @@ class KeepLastCheckpointCurrent(Checkpoint):
             raise ValueError(f"KeepLastCheckpointCurrent: every_seconds must be >= 0, got {every_seconds}")
         self.every_seconds = every_seconds
         self._written_at = 0.0
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        checkpoint_io = trainer.strategy.checkpoint_io
+        if stage == "fit" and isinstance(checkpoint_io, AtomicCheckpointIO):
+            checkpoint_io.write_behind_seconds = self.every_seconds
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._written_at = time.monotonic()  # the checkpoint resumed from, or nothing to lose yet
@@ -178,6 +188,7 @@ class KeepLastCheckpointCurrent(Checkpoint):
         for callback in self._keeping_last(trainer):
             if not callback._should_skip_saving_checkpoint(trainer):  # skips when already written this step
                 callback._save_last_checkpoint(trainer, callback._monitor_candidates(trainer))
+        flush_held_checkpoints(trainer)  # the end of training is on disk when fit returns
 
     def _fill_gap(self, trainer: pl.Trainer, at_train_epoch_end: bool) -> None:
         callbacks = [
@@ -185,8 +196,11 @@ class KeepLastCheckpointCurrent(Checkpoint):
             for c in self._keeping_last(trainer)
             if c._should_save_on_train_epoch_end(trainer) == at_train_epoch_end
         ]
+        checkpoint_io = trainer.strategy.checkpoint_io
+        if isinstance(checkpoint_io, AtomicCheckpointIO):
+            checkpoint_io.flush_if_due()  # a held best.ckpt goes to disk within every_seconds too
         if any(c._last_global_step_saved == trainer.global_step for c in callbacks):
-            self._written_at = time.monotonic()  # a new best: ModelCheckpoint wrote last.ckpt with it
+            self._written_at = time.monotonic()  # a new best: ModelCheckpoint saved last.ckpt with it
         stale = [c for c in callbacks if not c._should_skip_saving_checkpoint(trainer)]
         if not stale:
             return
