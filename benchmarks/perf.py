@@ -89,6 +89,10 @@ class Bench:
             f"(median {s['full_vs_val_ratio_median']:.1%})"
         )
         print("  (ratios: all epochs' time over all epochs' time, the same epochs of both)")
+        print(
+            f"  saving checkpoints: {1e3 * s['checkpoint_seconds']:.0f} ms in these {s['epochs']} epochs, "
+            f"{s['checkpoint_fraction']:.1%} of their time (best.ckpt and last.ckpt, held or written)"
+        )
         for name, ratio, baseline in (
             ("1 train.py training epoch vs bare loop", "train_ratio", "raw_best"),
             ("1 train.py full epoch vs bare loop", "full_ratio", "raw_best"),

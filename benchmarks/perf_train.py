@@ -160,6 +160,43 @@ def fetch_timer():
         _BaseDataLoaderIter.__next__ = original
 
 
+@contextlib.contextmanager
+def checkpoint_timer():
+    """Seconds spent saving checkpoints (Trainer.save_checkpoint, and writing held saves), accumulated."""
+    import lightning.pytorch as pl
+
+    from training.atomic_checkpoint_io import AtomicCheckpointIO
+
+    spent, depth = [0.0], [0]  # depth: a flush inside a save is counted once, in the save
+    patched = [
+        (pl.Trainer, "save_checkpoint"),
+        (AtomicCheckpointIO, "flush"),
+        (AtomicCheckpointIO, "flush_if_due"),
+    ]
+    originals = [getattr(owner, name) for owner, name in patched]
+
+    def timed(original):
+        def wrapper(*args, **kwargs):
+            depth[0] += 1
+            start = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                depth[0] -= 1
+                if depth[0] == 0:
+                    spent[0] += time.perf_counter() - start
+
+        return wrapper
+
+    for (owner, name), original in zip(patched, originals, strict=True):
+        setattr(owner, name, timed(original))
+    try:
+        yield spent
+    finally:
+        for (owner, name), original in zip(patched, originals, strict=True):
+            setattr(owner, name, original)
+
+
 class PairedEpochs(Callback):
     """Times train.py's epochs; before each one runs a bare-loop epoch on the same images.
 
@@ -172,8 +209,15 @@ class PairedEpochs(Callback):
     schedule and the snapshot cadence) stays as configured.
     """
 
-    def __init__(self, epochs: int, fetch_spent: list[float], with_raw: bool = True) -> None:
+    def __init__(
+        self,
+        epochs: int,
+        fetch_spent: list[float],
+        with_raw: bool = True,
+        checkpoint_spent: list[float] = (0.0,),
+    ) -> None:
         self.epochs, self.fetch_spent, self.with_raw = epochs, fetch_spent, with_raw
+        self.checkpoint_spent = checkpoint_spent
         self.raw: RawLoop | None = None
         self.raw_val_x: torch.Tensor | None = None
         self.records: list[dict] = []
@@ -195,6 +239,7 @@ class PairedEpochs(Callback):
         raw_val = self.raw.validate(self.raw_val_x) if self.raw is not None else None
         self.records.append({"epoch": trainer.current_epoch, "raw": raw, "raw_val": raw_val})
         self._fetch_start = self.fetch_spent[0]
+        self._checkpoint_start = self.checkpoint_spent[0]
         self._start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
@@ -212,6 +257,7 @@ class PairedEpochs(Callback):
     def _close_epoch(self) -> None:
         if self.records and "full" not in self.records[-1]:
             self.records[-1]["full"] = time.perf_counter() - self._start
+            self.records[-1]["checkpoint"] = self.checkpoint_spent[0] - self._checkpoint_start
 
 
 def real_run(
@@ -247,8 +293,8 @@ def real_run(
             run=False,
             save_config_kwargs={"overwrite": True},
         )
-        with fetch_timer() as spent:
-            timer = PairedEpochs(epochs, spent, with_raw)
+        with fetch_timer() as spent, checkpoint_timer() as checkpoint_spent:
+            timer = PairedEpochs(epochs, spent, with_raw, checkpoint_spent)
             cli.trainer.callbacks.append(timer)
             cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     quiet.setLevel(level)
@@ -281,6 +327,9 @@ def summarise_paired(run: dict) -> dict:
         "train_best": n / min(train),
         "fetch_fraction": statistics.median(r["fetch"] / r["full"] for r in records),
         "fetch_fraction_of_training": statistics.median(r["fetch"] / r["train"] for r in records),
+        # Total over total, like the ratios: saves come only in the epochs that improve val/acc.
+        "checkpoint_seconds": sum(r["checkpoint"] for r in records),
+        "checkpoint_fraction": sum(r["checkpoint"] for r in records) / sum(full),
     }
     if raw:
         raw_with_val = [r["raw"] + r["raw_val"] for r in records]
