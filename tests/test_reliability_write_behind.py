@@ -1,5 +1,6 @@
 """Write-behind checkpoints: saves within the interval wait in memory, as they were, until written."""
 
+import errno
 import json
 import subprocess
 import sys
@@ -8,9 +9,11 @@ from collections import OrderedDict
 from pathlib import Path
 
 import lightning.pytorch as pl
+import pytest
 import torch
 import yaml
 
+import training.atomic_checkpoint_io as atomic_io
 from models.checkpoint import read_checkpoint
 from tests.image_factory import make_layout
 from tests.test_reliability_checkpoints import training_checkpoint
@@ -104,6 +107,23 @@ def test_loading_or_teardown_writes_what_is_held(tmp_path):
     io.save_checkpoint(training_checkpoint(3.0, step=30), best)
     io.teardown()  # the end of fit, or an exception on the way out of it
     assert weight(best) == 3.0
+
+
+def test_a_held_save_that_meets_a_full_disk_stays_held_and_the_file_stays_whole(tmp_path, monkeypatch):
+    io, best = AtomicCheckpointIO(write_behind_seconds=HOUR), tmp_path / "best.ckpt"
+    io.save_checkpoint(training_checkpoint(1.0, step=10), best)
+    io.save_checkpoint(training_checkpoint(2.0, step=20), best)
+
+    def disk_full(descriptor):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(atomic_io.os, "fsync", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        io.flush()
+    monkeypatch.undo()
+    assert weight(best) == 1.0  # the previous file, whole
+    io.flush()  # space again: the held save was not dropped
+    assert weight(best) == 2.0
 
 
 def test_write_behind_zero_writes_every_save(tmp_path):

@@ -86,15 +86,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             self._hold(checkpoint, path, position)
 
     def flush(self) -> None:
-        """Writes every held save to disk now."""
-        held, self._held = self._held, {}
-        for path, save in held.items():
+        """Writes every held save to disk now; one that fails to write (a full disk) stays held."""
+        if not self._held:
+            return
+        for path, save in list(self._held.items()):
             self._write(save.snapshot, path, save.position)
-        for save in held.values():
-            if save.buffers not in self._spare_buffers:
-                self._spare_buffers.append(save.buffers)
-        if held:
-            self._written_at, self._written_step = time.monotonic(), None
+            self._release(path)
+        self._written_at, self._written_step = time.monotonic(), None
 
     def flush_if_due(self) -> None:
         """Writes the held saves once `write_behind_seconds` have passed since the last write."""
@@ -112,9 +110,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         return super().load_checkpoint(path, map_location=map_location, weights_only=True)
 
     def teardown(self) -> None:
-        self.flush()  # the end of fit, or an exception on the way out of it
-        self._spare_buffers.clear()  # the snapshot memory goes back before testing
-        super().teardown()
+        try:
+            self.flush()  # the end of fit, or an exception on the way out of it
+        finally:
+            self._spare_buffers.clear()  # the snapshot memory goes back before testing
+            super().teardown()
 
     def _due(self) -> bool:
         return (
@@ -142,8 +142,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def _release(self, path: Path) -> None:
         """Forgets the held save of `path`; its buffers are reused once no other name holds them."""
         save = self._held.pop(path, None)
-        in_use = any(other.buffers is save.buffers for other in self._held.values()) if save else True
-        if not in_use:
+        if save is not None and not any(other.buffers is save.buffers for other in self._held.values()):
             self._spare_buffers.append(save.buffers)
 
 
