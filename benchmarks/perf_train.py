@@ -214,10 +214,10 @@ class PairedEpochs(Callback):
         epochs: int,
         fetch_spent: list[float],
         with_raw: bool = True,
-        checkpoint_spent: list[float] = (0.0,),
+        checkpoint_spent: list[float] | None = None,
     ) -> None:
         self.epochs, self.fetch_spent, self.with_raw = epochs, fetch_spent, with_raw
-        self.checkpoint_spent = checkpoint_spent
+        self.checkpoint_spent = checkpoint_spent if checkpoint_spent is not None else [0.0]
         self.raw: RawLoop | None = None
         self.raw_val_x: torch.Tensor | None = None
         self.records: list[dict] = []
