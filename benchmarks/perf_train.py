@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import lightning.pytorch as pl
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -24,6 +25,7 @@ from torch.utils.data.dataloader import _BaseDataLoaderIter
 
 from models import create_model
 from models.preprocess import normalize_images
+from training.atomic_checkpoint_io import AtomicCheckpointIO
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "mlp_article.yaml"
@@ -163,10 +165,6 @@ def fetch_timer():
 @contextlib.contextmanager
 def checkpoint_timer():
     """Seconds spent saving checkpoints (Trainer.save_checkpoint, and writing held saves), accumulated."""
-    import lightning.pytorch as pl
-
-    from training.atomic_checkpoint_io import AtomicCheckpointIO
-
     spent, depth = [0.0], [0]  # depth: a flush inside a save is counted once, in the save
     patched = [
         (pl.Trainer, "save_checkpoint"),

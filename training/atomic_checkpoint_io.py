@@ -32,7 +32,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from lightning.fabric.utilities.cloud_io import get_filesystem
@@ -62,11 +62,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def __init__(self, write_behind_seconds: float = 0.0) -> None:
         super().__init__()
         self.write_behind_seconds = write_behind_seconds
-        self._last_save: tuple[tuple, Path] | None = None  # (training position, file written)
-        self._held: dict[Path, _HeldSave] = {}
+        self._last_written: _Save | None = None  # the file written last, and the moment it holds
+        self._held: dict[Path, _Save] = {}  # held saves by file name; their buffers hold the snapshot
         self._spare_buffers: list[SnapshotBuffers] = []
         self._written_at: float | None = None  # when the files on disk were last brought up to date
-        self._written_step: tuple | None = None  # the (epoch, global step) saved then
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
@@ -74,25 +73,26 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if storage_options is not None or get_filesystem(path).protocol not in ("file", ("file", "local")):
             super().save_checkpoint(checkpoint, path, storage_options)  # remote: fsspec's transaction
             return
-        path, position, step = Path(path), _training_position(checkpoint), _step(checkpoint)
-        if step is not None and step == self._written_step and not self._held:
+        save = _Save(Path(path), _training_position(checkpoint), _step(checkpoint), checkpoint)
+        written = self._last_written
+        if save.step is not None and written is not None and written.step == save.step and not self._held:
             # The step just written (best.ckpt, then last.ckpt): out together, linked where equal.
-            self._write(checkpoint, path, position)
+            self._write(save)
         elif self._due():
             self.flush()  # older held saves first, so the files on disk never go back in time
-            self._write(checkpoint, path, position)
-            self._written_at, self._written_step = time.monotonic(), step
+            self._write(save)
+            self._written_at = time.monotonic()
         else:
-            self._hold(checkpoint, path, position)
+            self._hold(save)
 
     def flush(self) -> None:
         """Writes every held save to disk now; one that fails to write (a full disk) stays held."""
         if not self._held:
             return
         for path, save in list(self._held.items()):
-            self._write(save.snapshot, path, save.position)
+            self._write(save._replace(path=path))
             self._release(path)
-        self._written_at, self._written_step = time.monotonic(), None
+        self._written_at = time.monotonic()
 
     def flush_if_due(self) -> None:
         """Writes the held saves once `write_behind_seconds` have passed since the last write."""
@@ -123,21 +123,24 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             or time.monotonic() - self._written_at >= self.write_behind_seconds
         )
 
-    def _write(self, checkpoint: dict[str, Any], path: Path, position: tuple | None) -> None:
-        previous = self._last_save
-        same_moment = position is not None and previous is not None and previous[0] == position
-        if not (same_moment and previous[1] != path and _link(previous[1], path)):
-            save_atomically(checkpoint, path)
-        self._last_save = (position, path)
+    def _write(self, save: "_Save") -> None:
+        previous = self._last_written
+        same_moment = (
+            save.position is not None and previous is not None and previous.position == save.position
+        )
+        if not (same_moment and previous.path != save.path and _link(previous.path, save.path)):
+            save_atomically(save.checkpoint, save.path)
+        self._last_written = save._replace(checkpoint=None, buffers=None)  # no reference to the tensors
 
-    def _hold(self, checkpoint: dict[str, Any], path: Path, position: tuple | None) -> None:
-        self._release(path)
+    def _hold(self, save: "_Save") -> None:
+        self._release(save.path)
+        position = save.position
         twin = next((s for s in self._held.values() if position is not None and s.position == position), None)
         if twin is not None:  # best.ckpt and last.ckpt of one moment: one snapshot
-            self._held[path] = twin
+            self._held[save.path] = twin
             return
         buffers = self._spare_buffers.pop() if self._spare_buffers else SnapshotBuffers()
-        self._held[path] = _HeldSave(position, buffers.copy(checkpoint), buffers)
+        self._held[save.path] = save._replace(checkpoint=buffers.copy(save.checkpoint), buffers=buffers)
 
     def _release(self, path: Path) -> None:
         """Forgets the held save of `path`; its buffers are reused once no other name holds them."""
@@ -146,11 +149,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             self._spare_buffers.append(save.buffers)
 
 
-class _HeldSave:
-    """A save held in memory: its training position, its snapshot, and the buffers it lives in."""
+class _Save(NamedTuple):
+    """One save: where it goes, the moment it holds, and the checkpoint (for a held save, its
+    snapshot and the buffers the snapshot lives in)."""
 
-    def __init__(self, position: tuple | None, snapshot: dict[str, Any], buffers: SnapshotBuffers) -> None:
-        self.position, self.snapshot, self.buffers = position, snapshot, buffers
+    path: Path
+    position: tuple | None  # _training_position
+    step: tuple | None  # _step
+    checkpoint: dict[str, Any] | None
+    buffers: SnapshotBuffers | None = None
 
 
 def flush_held_checkpoints(trainer: Any) -> None:
