@@ -259,9 +259,19 @@ class PairedEpochs(Callback):
 
 
 def real_run(
-    root: str, cache_dir: str, run_dir: str, epochs: int, extra_args: list[str] = (), with_raw: bool = True
+    root: str,
+    cache_dir: str,
+    run_dir: str,
+    epochs: int,
+    extra_args: list[str] = (),
+    with_raw: bool = True,
+    drop_callbacks: tuple[type, ...] = (),
 ) -> dict:
-    """train.py's CLI with configs/mlp_article.yaml (logging, checkpoints, callbacks as configured)."""
+    """train.py's CLI with configs/mlp_article.yaml (logging, checkpoints, callbacks as configured).
+
+    `extra_args` are train.py options on top of the config; callbacks of the `drop_callbacks`
+    types are taken out of the trainer before it fits (benchmarks/feature_cost.py).
+    """
     from datasets import CatsDogsDataModule
     from models.classifier import CatsDogsClassifier
     from train import CatsDogsCLI
@@ -291,6 +301,8 @@ def real_run(
             run=False,
             save_config_kwargs={"overwrite": True},
         )
+        callbacks = cli.trainer.callbacks
+        callbacks[:] = [c for c in callbacks if not isinstance(c, drop_callbacks)]
         with fetch_timer() as spent, checkpoint_timer() as checkpoint_spent:
             timer = PairedEpochs(epochs, spent, with_raw, checkpoint_spent)
             cli.trainer.callbacks.append(timer)
