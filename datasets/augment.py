@@ -10,6 +10,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+_SEED_PRIME = 1_000_003
+_SEED_SPACE = 2**64  # torch.Generator.manual_seed takes seeds below this
+
+
+def augmentation_seed(seed: int, epoch: int, batch_index: int, rank: int = 0) -> int:
+    """The seed of one training batch's augmentation: a function of these numbers alone.
+
+    So a resumed run augments exactly as an uninterrupted one would, and under DDP each
+    rank draws its own flips and crops (rank 0's seeds are those of a single process).
+    Taken modulo 2**64, so every data.seed (0 to 2**32 - 1) works, not only small ones.
+    """
+    step_seed = (seed * _SEED_PRIME + epoch) * _SEED_PRIME + batch_index
+    if rank:
+        step_seed = step_seed * _SEED_PRIME + rank
+    return step_seed % _SEED_SPACE
+
 
 def augment_batch(
     images: Tensor,

@@ -15,7 +15,7 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Sampler
 
-from datasets.augment import augment_batch
+from datasets.augment import augment_batch, augmentation_seed
 from datasets.cache import CacheInfo, ensure_cache
 from datasets.dataset import CachedImageDataset, EpochShuffleSampler, identity_collate
 from datasets.download import download_petimages
@@ -43,7 +43,7 @@ class CatsDogsDataModule(L.LightningDataModule):
         hflip: Randomly flip half of each training batch left-right.
         crop_scale: Random resized crop of each training image: the range of the crop's
             share of the image area, e.g. [0.5, 1.0]; null keeps whole images.
-        seed: Seed of the split and of the training shuffle.
+        seed: Seed of the split, the training shuffle and the augmentation; 0 to 2**32 - 1.
         num_workers: DataLoader worker processes (0 loads in the main process);
             the cache build uses every CPU core regardless.
         cache_dir: Folder for decoded-image caches.
@@ -77,6 +77,8 @@ class CatsDogsDataModule(L.LightningDataModule):
             raise DataError(f"data.batch_size {batch_size} must be at least 1")
         if num_workers < 0:
             raise DataError(f"data.num_workers {num_workers} must be 0 or more")
+        if not 0 <= seed < 2**32:  # numpy's and seed_everything's range
+            raise DataError(f"data.seed {seed} is out of range; pass 0 to {2**32 - 1}")
         if crop_scale is not None and not 0 < crop_scale[0] <= crop_scale[1] <= 1:
             raise DataError(
                 f"data.crop_scale {list(crop_scale)} must be [low, high] with 0 < low <= high <= 1"
@@ -183,10 +185,12 @@ class CatsDogsDataModule(L.LightningDataModule):
         if not (augmenting and self.trainer is not None and self.trainer.training):
             return batch
         x, y = batch  # (B, 3, S, S) uint8, (B,)
-        # The augmentation depends only on (seed, epoch, batch index), never on the global
-        # RNG, so a resumed run augments exactly as an uninterrupted one would.
+        # The augmentation depends only on (seed, epoch, batch index, rank), never on the
+        # global RNG, so a resumed run augments exactly as an uninterrupted one would.
         batch_idx = self.trainer.fit_loop.epoch_loop.batch_progress.current.ready  # this batch's index
-        step_seed = (self.hparams.seed * 1_000_003 + self.trainer.current_epoch) * 1_000_003 + batch_idx
+        step_seed = augmentation_seed(
+            self.hparams.seed, self.trainer.current_epoch, batch_idx, self.trainer.global_rank
+        )
         generator = torch.Generator().manual_seed(step_seed)
         crop_scale = tuple(self.hparams.crop_scale) if self.hparams.crop_scale is not None else None
         # x is this step's own batch, fresh from CachedImageDataset (or its copy on the device).

@@ -2,7 +2,7 @@
 
 import torch
 
-from datasets.augment import augment_batch
+from datasets.augment import augment_batch, augmentation_seed
 from models.classifier import CatsDogsClassifier
 
 
@@ -65,3 +65,17 @@ def test_flips_mirror_exactly_the_images_the_generator_picks():
     picked = torch.rand(64, generator=torch.Generator().manual_seed(6)) < 0.5  # the same draw
     expected = torch.stack([image.flip(-1) if p else image for image, p in zip(x, picked, strict=True)])
     assert 0 < int(picked.sum()) < 64 and torch.equal(out, expected)
+
+
+def test_augmentation_seeds_are_per_batch_and_per_rank_and_always_fit_a_generator():
+    seeds = {
+        augmentation_seed(7, epoch, batch, rank)
+        for epoch in range(3)
+        for batch in range(5)
+        for rank in range(4)
+    }
+    assert len(seeds) == 3 * 5 * 4  # no two batches, epochs or ranks share their flips
+    assert augmentation_seed(7, 1, 2, 3) == augmentation_seed(7, 1, 2, 3)  # a resumed run draws the same
+    largest = augmentation_seed(2**32 - 1, 10_000, 100_000, 63)
+    assert 0 <= largest < 2**64
+    torch.Generator().manual_seed(largest)  # raised "Overflow when unpacking long long" before the modulo

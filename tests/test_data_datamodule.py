@@ -144,6 +144,8 @@ def test_summary_names_root_splits_skipped_and_cache(pets, tmp_path):
         ({"val_fraction": 0.5}, "val_fraction"),
         ({"test_fraction": -0.1}, "test_fraction"),
         ({"batch_size": 0}, "batch_size"),
+        ({"seed": -1}, "data.seed -1 is out of range"),
+        ({"seed": 2**32}, "data.seed"),
     ],
 )
 def test_bad_arguments_fail_fast_in_init(pets, tmp_path, kwargs, message):
@@ -163,7 +165,8 @@ def test_root_that_is_a_file_or_unrecognised_fails_in_init(pets, tmp_path):
         CatsDogsDataModule(root=str(tmp_path / "holiday"))
 
 
-def test_fit_runs_with_a_trainer(pets, tmp_path):
+@pytest.mark.parametrize("seed", [0, 2**32 - 1])  # the largest seed once overflowed the flips' generator
+def test_fit_runs_with_a_trainer(pets, tmp_path, seed):
     class Probe(L.LightningModule):
         def __init__(self):
             super().__init__()
@@ -179,7 +182,10 @@ def test_fit_runs_with_a_trainer(pets, tmp_path):
         def configure_optimizers(self):
             return torch.optim.SGD(self.parameters(), lr=0.1)
 
-    data = CatsDogsDataModule(str(pets), image_size=SIZE, batch_size=8, cache_dir=str(tmp_path / "c"))
+    data = CatsDogsDataModule(
+        str(pets), image_size=SIZE, batch_size=8, cache_dir=str(tmp_path / "c"), seed=seed
+    )
+    assert data.hparams.hflip  # so every training batch goes through the seeded flips
     trainer = L.Trainer(
         max_epochs=1, limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False
     )
