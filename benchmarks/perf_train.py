@@ -285,6 +285,8 @@ def real_run(
         cache_dir,
         "--trainer.logger.init_args.save_dir",
         run_dir,
+        "--trainer.default_root_dir",  # where checkpoints and config.yaml go when the logger is off
+        run_dir,
         *extra_args,
     ]
     log = Path(run_dir) / "train.log"

@@ -42,6 +42,16 @@ def test_no_checkpoints_saves_nothing_and_times_no_save(pets, tmp_path):
     assert perf_train.summarise_paired(run)["checkpoint_seconds"] == 0
 
 
+def test_without_a_logger_everything_still_goes_to_the_run_folder(pets, tmp_path, monkeypatch):
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    run, run_dir = run_variant("no logger (nor NetworkInsight, LR monitor)", pets, tmp_path)
+    assert {path.name for path in run_dir.rglob("*.ckpt")} == {"best.ckpt", "last.ckpt"}
+    assert list(run_dir.rglob("events.out.tfevents.*")) == []
+    assert list(cwd.iterdir()) == []  # no checkpoints/ or config.yaml where the benchmark was started
+
+
 def test_all_off_leaves_no_checkpoint_and_no_tensorboard_run(pets, tmp_path):
     run, run_dir = run_variant("all of the above off, and early stopping", pets, tmp_path)
     assert list(run_dir.rglob("*.ckpt")) == []
