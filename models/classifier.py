@@ -17,7 +17,7 @@ from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryF1Sco
 
 from models.flip_average import flip_averaged_logits
 from models.preprocess import INPUT_NORMS, InputNorm, normalize_images
-from models.registry import create_model
+from models.registry import ModelConfigError, create_model
 from models.version import CHECKPOINT_FORMAT, PROJECT_VERSION
 
 CAT = 1  # cat is the positive class everywhere: label 1, p_cat = sigmoid(z)
@@ -66,9 +66,21 @@ class CatsDogsClassifier(pl.LightningModule):
     ) -> None:
         super().__init__()
         if input_norm not in INPUT_NORMS:
-            raise ValueError(
+            raise ModelConfigError(
                 f"model.input_norm '{input_norm}' is unknown; choose one of {', '.join(INPUT_NORMS)}"
             )
+        # Checked before any data is read, so a mistyped number fails in a second, in one line.
+        for name, value, in_range, allowed in (
+            ("lr", lr, lr >= 0, "0 or more (0 keeps the initial weights)"),
+            ("weight_decay", weight_decay, weight_decay >= 0, "0 or more"),
+            ("warmup_epochs", warmup_epochs, warmup_epochs >= 0, "0 or more"),
+            ("min_lr_ratio", min_lr_ratio, 0 <= min_lr_ratio <= 1, "in [0, 1]"),
+            ("label_smoothing", label_smoothing, 0 <= label_smoothing < 1, "in [0, 1)"),
+            ("mixup_alpha", mixup_alpha, mixup_alpha >= 0, "0 or more (0 = off)"),
+            ("threshold", threshold, 0 <= threshold <= 1, "in [0, 1]: a p_cat"),
+        ):
+            if not (in_range and math.isfinite(value)):  # NaN fails every comparison too
+                raise ModelConfigError(f"model.{name} {value} is out of range; pass a value {allowed}")
         self.save_hyperparameters()
         self.network = create_model(network, image_size=image_size, **(network_kwargs or {}))
         # Input normalisation is part of the model, so a checkpoint alone can predict.

@@ -72,6 +72,10 @@ class DenseLayer(nn.Module):
         super().__init__()
         if norm not in NORMS:
             raise ValueError(f"unknown norm '{norm}'; choose one of: {', '.join(NORMS)}")
+        if in_features < 1 or out_features < 1:
+            raise ValueError(f"a layer of {in_features} -> {out_features} units; widths must be at least 1")
+        if not 0 <= dropout < 1:  # 1 would zero every A: nothing reaches the next layer
+            raise ValueError(f"dropout {dropout} is out of range; pass a value in [0, 1)")
         self.linear = nn.Linear(in_features, out_features)
         self.norm = {
             "none": nn.Identity,

@@ -44,7 +44,12 @@ def create_model(name: str, **kwargs: object) -> nn.Module:
             f"model '{name}' has no argument {', '.join(repr(k) for k in unknown)}; "
             f"it takes: {', '.join(accepted)}"
         )
-    return builder(**kwargs)
+    try:
+        return builder(**kwargs)
+    except ModelConfigError:
+        raise
+    except ValueError as error:  # a value the model cannot take (an unknown activation, dropout 1.5)
+        raise ModelConfigError(f"model '{name}': {error}") from error
 
 
 def _builder(name: str) -> Callable[..., nn.Module]:

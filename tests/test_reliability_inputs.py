@@ -6,9 +6,12 @@ import time
 from pathlib import Path
 
 import lightning.pytorch as pl
+import pytest
 import torch
 
+from models import ModelConfigError
 from models.checkpoint import read_checkpoint
+from models.classifier import CatsDogsClassifier
 from tests.image_factory import make_layout, write_image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -84,3 +87,45 @@ def test_a_folder_with_only_one_usable_class_is_a_clear_error(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "class" in last_line(result.stderr).lower()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"lr": -1.0}, "model.lr -1.0 is out of range; pass a value 0 or more"),
+        ({"lr": float("nan")}, "model.lr nan is out of range"),
+        ({"weight_decay": -0.1}, "model.weight_decay -0.1"),
+        ({"warmup_epochs": -1.0}, "model.warmup_epochs -1.0"),
+        ({"min_lr_ratio": 2.0}, r"model.min_lr_ratio 2.0 is out of range; pass a value in \[0, 1\]"),
+        ({"label_smoothing": 1.0}, r"model.label_smoothing 1.0 is out of range; pass a value in \[0, 1\)"),
+        ({"mixup_alpha": -1.0}, "model.mixup_alpha -1.0"),
+        ({"threshold": 1.5}, "model.threshold 1.5"),
+        ({"input_norm": "bogus"}, "model.input_norm 'bogus' is unknown"),
+        (
+            {"network_kwargs": {"dropout": 1.5}},
+            r"model 'mlp': dropout 1.5 is out of range; pass a value in \[0, 1\)",
+        ),
+        ({"network_kwargs": {"hidden_dims": [0]}}, "model 'mlp': a layer of 768 -> 0 units"),
+        ({"network_kwargs": {"activation": "relu6"}}, "model 'mlp': unknown activation 'relu6'"),
+    ],
+)
+def test_a_number_the_model_cannot_use_is_a_one_line_model_config_error(kwargs, message):
+    with pytest.raises(ModelConfigError, match=message):
+        CatsDogsClassifier(**{"image_size": 16, **kwargs})
+
+
+def test_lr_zero_is_allowed_it_keeps_the_initial_weights():
+    assert CatsDogsClassifier(image_size=16, lr=0.0).hparams.lr == 0.0  # the DDP tests rely on it
+
+
+def test_train_py_reports_a_bad_model_number_in_one_line_before_reading_any_photo(tmp_path):
+    start = time.monotonic()
+    result = train(tmp_path, "--data.root", str(tmp_path), "--model.lr", "-1", *TINY)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert (
+        last_line(result.stderr)
+        == "error: model.lr -1.0 is out of range; pass a value 0 or more (0 keeps the initial weights)"
+    )
+    assert not (tmp_path / "data").exists()
+    assert time.monotonic() - start < 60
