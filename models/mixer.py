@@ -41,6 +41,8 @@ class Mixer(TracedModel):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        if patch_size < 1:
+            raise ModelConfigError(f"patch_size {patch_size} must be at least 1 pixel")
         if image_size % patch_size:
             raise ModelConfigError(
                 f"image_size {image_size} is not a multiple of patch_size {patch_size}; "

@@ -94,6 +94,8 @@ class ShiftMLP(TracedModel):
             raise ModelConfigError(
                 f"widths {widths} and depths {depths} must name the same stages, at least one"
             )
+        if patch_size < 1:
+            raise ModelConfigError(f"patch_size {patch_size} must be at least 1 pixel")
         grid = image_size // patch_size
         if image_size % patch_size or grid % 2 ** (len(widths) - 1):
             raise ModelConfigError(

@@ -107,6 +107,8 @@ def test_a_folder_with_only_one_usable_class_is_a_clear_error(tmp_path):
         ),
         ({"network_kwargs": {"hidden_dims": [0]}}, "model 'mlp': a layer of 768 -> 0 units"),
         ({"network_kwargs": {"activation": "relu6"}}, "model 'mlp': unknown activation 'relu6'"),
+        ({"network": "mixer", "network_kwargs": {"patch_size": 0}}, "patch_size 0 must be at least 1"),
+        ({"network": "shift_mlp", "network_kwargs": {"patch_size": 0}}, "patch_size 0 must be at least 1"),
     ],
 )
 def test_a_number_the_model_cannot_use_is_a_one_line_model_config_error(kwargs, message):
