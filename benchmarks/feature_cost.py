@@ -1,7 +1,7 @@
 """What each optional feature of configs/mlp_article.yaml costs train.py, against the bare loop.
 
-    python benchmarks/feature_cost.py                        # 1,800 photos of ../shared/data, ~5 min
-    python benchmarks/feature_cost.py --synthetic 25000 --epochs 4 --rounds 1   # PetImages-sized, ~8 min
+    python benchmarks/feature_cost.py                                # 1,800 photos of ../shared/data, ~6 min
+    python benchmarks/feature_cost.py --synthetic 25000 --epochs 4   # PetImages-sized, ~16 min
 
 perf.py section 1 measures train.py as configured. This script repeats that paired
 measurement (each train.py epoch right after a bare-loop epoch on the same images, in the
