@@ -67,9 +67,9 @@ def main() -> None:
         root = _photos(args, work)
         summaries = {name: [] for name in args.variants}
         for round_number in range(args.rounds):
-            for name in args.variants:
+            for variant, name in enumerate(args.variants):
                 options, dropped = VARIANTS[name]
-                run_dir = str(work / "runs" / f"{round_number}-{len(summaries[name])}")
+                run_dir = str(work / "runs" / f"round{round_number}" / f"variant{variant}")  # one a run
                 run = perf_train.real_run(
                     str(root), str(work / "cache"), run_dir, args.epochs + 1, options, drop_callbacks=dropped
                 )
