@@ -2,9 +2,9 @@
 
     python explain.py --ckpt runs/mlp_article/version_0/checkpoints/best.ckpt photo.jpg
 
-Prints every layer's formula with its shapes, statistics of Z, how many units are
-active and which were strongest, then z, p_cat = sigmoid(z) and the decision.
-`--json` prints the same as JSON; `--html FILE` writes a self-contained page.
+Prints every layer's formula with its shapes, statistics of Z, how many units are active
+and which were strongest, then z, p_cat = sigmoid(z) and the decision. `--json` prints
+the same as JSON; `--html FILE` writes a self-contained page.
 """
 
 import argparse
@@ -14,21 +14,27 @@ from pathlib import Path
 
 from datasets import UnreadableImage
 from explanation import explain_file, render_html, render_text
-from models.checkpoint import CheckpointError, load_classifier
+from inference import ModelFileError, PCatModel, load_model
+from inference.command_line import ArgumentParser, output_file, probability, run_cli
+from inference.loading import EXPORT_NAMES
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("photo", help="the image file to explain")
-    parser.add_argument("--ckpt", required=True, help="checkpoint written by train.py (.ckpt)")
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("photo", help="the photo to explain")
+    parser.add_argument(
+        "--ckpt", required=True, help="checkpoint written by train.py (.ckpt), or a .safetensors export"
+    )
     parser.add_argument("--json", action="store_true", help="print the explanation as JSON")
-    parser.add_argument("--html", metavar="FILE", help="also write a self-contained HTML page to FILE")
+    parser.add_argument(
+        "--html", metavar="FILE", type=Path, help="also write a self-contained HTML page to FILE"
+    )
     parser.add_argument("--top", type=int, default=5, help="strongest units to list per layer (default 5)")
     parser.add_argument(
         "--threshold",
-        type=float,
+        type=probability,
         default=None,
-        help="p_cat at or above which the photo is a cat (default: the checkpoint's, usually 0.5)",
+        help="p_cat at or above which the photo is a cat (default: the model's)",
     )
     return parser.parse_args(argv)
 
@@ -36,10 +42,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        classifier = load_classifier(args.ckpt)
-        threshold = args.threshold if args.threshold is not None else float(classifier.hparams.threshold)
-        explanation, image = explain_file(classifier, args.photo, threshold, top=max(1, args.top))
-    except CheckpointError as error:
+        model = load_model(args.ckpt)
+        if not isinstance(model, PCatModel):
+            raise ModelFileError(
+                f"'{args.ckpt}' is {EXPORT_NAMES[model.kind]} export, which hides its layers; "
+                "explain the checkpoint it came from"
+            )
+        threshold = model.threshold if args.threshold is None else args.threshold
+        explanation, image = explain_file(model, args.photo, threshold, top=max(1, args.top))
+    except ModelFileError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except UnreadableImage as error:
@@ -52,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(render_text(explanation))
     if args.html:
         try:
-            Path(args.html).write_text(render_html(explanation, image, classifier), encoding="utf-8")
+            with output_file(args.html) as page:
+                page.write(render_html(explanation, image, model))
         except OSError as error:
             print(f"error: cannot write '{args.html}': {error.strerror or error}", file=sys.stderr)
             return 2
@@ -60,4 +72,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

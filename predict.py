@@ -1,4 +1,4 @@
-"""Predict cat or dog for image files and folders with a trained checkpoint or an exported model.
+"""Predict cat or dog for photo files and folders with a trained checkpoint or an exported model.
 
     python predict.py --ckpt runs/mlp_article/version_0/checkpoints/best.ckpt photo.jpg photos/
     python predict.py --ckpt model.onnx photos/      # or model.pt / model.safetensors from export.py
@@ -12,39 +12,30 @@ import argparse
 import csv
 import json
 import sys
-from contextlib import nullcontext
 from pathlib import Path
-from typing import TextIO
 
 from datasets import DataError
-from deploy import ExportError
-from inference import CatsDogsPredictor, Prediction
-from models.checkpoint import CheckpointError  # plain torch: no Lightning
-
-
-class UnusableModel(Exception):
-    """The --ckpt file cannot be used: a CheckpointError or an ExportError, with its one-line message."""
+from inference import CatsDogsPredictor, ModelFileError
+from inference.command_line import ArgumentParser, output_file, probability, run_cli
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("paths", nargs="+", help="image files and/or folders (searched recursively)")
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("paths", nargs="+", help="photo files and/or folders (searched recursively)")
     parser.add_argument(
         "--ckpt",
         required=True,
-        help="checkpoint written by train.py (.ckpt), or a model written by export.py "
-        "(.onnx, .pt, .safetensors: runs without Lightning)",
+        help="checkpoint written by train.py (.ckpt), or a file from export.py (.onnx, .pt, .safetensors)",
     )
     parser.add_argument(
         "--threshold",
-        type=float,
+        type=probability,
         default=None,
-        help="p_cat at or above which an image is labelled cat "
-        "(default: the model's model.threshold, 0.5 unless training changed it)",
+        help="p_cat at or above which a photo is labelled cat, in [0, 1] (default: the model's, usually 0.5)",
     )
     parser.add_argument("--format", choices=("csv", "json"), default="csv", help="output format")
-    parser.add_argument("--output", help="write predictions to this file instead of stdout")
-    parser.add_argument("--batch-size", type=int, default=256, help="images per forward pass")
+    parser.add_argument("--output", type=Path, help="write predictions to this file instead of stdout")
+    parser.add_argument("--batch-size", type=int, default=256, help="photos per forward pass")
     parser.add_argument(
         "--workers", type=int, default=0, help="decoding processes (default: one per CPU core)"
     )
@@ -54,71 +45,42 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        predictor = load_predictor(args)
-    except UnusableModel as error:
+        predictor = CatsDogsPredictor.from_file(
+            args.ckpt, threshold=args.threshold, batch_size=args.batch_size, workers=args.workers
+        )
+    except ModelFileError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-
     existing = []
     for path in args.paths:
         if Path(path).exists():
             existing.append(path)
         else:
-            report_skipped(path, "no such file or folder")
-
-    count = 0
-    with open(args.output, "w", newline="") if args.output else nullcontext(sys.stdout) as out:
-        write = csv_writer(out) if args.format == "csv" else json_writer(out)
+            print(f"skipped {path}: no such file or folder", file=sys.stderr)
+    rows = []
+    with output_file(args.output) as out:
+        writer = csv.writer(out, lineterminator="\n")
+        if args.format == "csv":
+            writer.writerow(["path", "p_cat", "label"])
         try:
-            for prediction in predictor.predict_files(existing, on_error=report_skipped):
-                write(prediction)
-                count += 1
+            for prediction in predictor.predict_files(existing):
+                if prediction.error is not None:
+                    print(f"skipped {prediction.path}: {prediction.error}", file=sys.stderr)
+                    continue
+                rows.append({"path": prediction.path, "p_cat": prediction.p_cat, "label": prediction.label})
+                if args.format == "csv":
+                    writer.writerow([prediction.path, f"{prediction.p_cat:.6f}", prediction.label])
+                    out.flush()  # rows appear as they are predicted
         except DataError as error:
             print(f"error: {error}", file=sys.stderr)
-        finally:
-            write(None)
-    if count == 0:
-        print("error: no image could be predicted", file=sys.stderr)
+        if args.format == "json":
+            json.dump(rows, out, indent=2)
+            out.write("\n")
+    if not rows:
+        print("error: no photo could be predicted", file=sys.stderr)
         return 1
     return 0
 
 
-def load_predictor(args: argparse.Namespace) -> CatsDogsPredictor:
-    options = {"threshold": args.threshold, "batch_size": args.batch_size, "workers": args.workers}
-    try:
-        return CatsDogsPredictor.from_file(args.ckpt, **options)
-    except (ExportError, CheckpointError) as error:
-        raise UnusableModel(error) from None
-
-
-def report_skipped(path: str, reason: str) -> None:
-    print(f"skipped {path}: {reason}", file=sys.stderr)
-
-
-def csv_writer(out: TextIO):
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["path", "p_cat", "label"])
-
-    def write(prediction: Prediction | None) -> None:
-        if prediction is not None:
-            writer.writerow([prediction.path, f"{prediction.p_cat:.6f}", prediction.label])
-            out.flush()
-
-    return write
-
-
-def json_writer(out: TextIO):
-    rows: list[dict] = []
-
-    def write(prediction: Prediction | None) -> None:
-        if prediction is None:  # end of stream: a JSON list is written whole
-            json.dump(rows, out, indent=2)
-            out.write("\n")
-        else:
-            rows.append({"path": prediction.path, "p_cat": prediction.p_cat, "label": prediction.label})
-
-    return write
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -79,30 +79,24 @@ def run_one(
     sys.path.insert(0, str(REPO))
     import torch
 
-    from datasets import CatsDogsDataModule  # imported here: only the child process needs them
-    from models.classifier import CatsDogsClassifier
-    from train import CatsDogsCLI
+    from training.cli import CatsDogsCLI  # imported here: only the child process needs it
 
     sys.argv = sys.argv[:1]  # the CLI reads `args` below, not this script's own options
     cli = CatsDogsCLI(
-        CatsDogsClassifier,
-        CatsDogsDataModule,
-        args=["--config", str(REPO / "configs" / f"{config}.yaml"), "--data.root", root,
-              "--seed_everything", str(seed), "--data.seed", str(seed),
-              "--trainer.enable_progress_bar", "false", *extra_args],
-        run=False,
-        save_config_kwargs={"overwrite": True},
+        ["--config", str(REPO / "configs" / f"{config}.yaml"), "--data.root", root,
+         "--seed_everything", str(seed), "--data.seed", str(seed),
+         "--trainer.enable_progress_bar", "false", *extra_args]
     )  # fmt: skip
     trainer, model, data = cli.trainer, cli.model, cli.datamodule
     start = time.perf_counter()
     trainer.fit(model, datamodule=data)
     fit_seconds = time.perf_counter() - start
     result = {
-        "params": sum(p.numel() for p in model.network.parameters()),
+        "params": sum(p.numel() for p in model.model.network.parameters()),
         "best_val_acc": float(trainer.checkpoint_callback.best_model_score),
         "epochs": trainer.current_epoch,
         "fit_seconds": fit_seconds,
-        "images_per_second": data.split_sizes["train"] * trainer.current_epoch / fit_seconds,
+        "images_per_second": len(data.splits["train"]) * trainer.current_epoch / fit_seconds,
     }
     if test:
         best = trainer.checkpoint_callback.best_model_path

@@ -41,14 +41,12 @@ PETIMAGES = ArchiveSource(
     sha256="b7974bd00a84a99921f36ee4403f089853777b5ae8d151c76a86e64900334af9",
     folder="PetImages",
 )
-PETIMAGES_URL = PETIMAGES.url
-PETIMAGES_SHA256 = PETIMAGES.sha256
 
 
 def download_petimages(
     download_dir: str = "data",
-    url: str = PETIMAGES_URL,
-    sha256: str = PETIMAGES_SHA256,
+    url: str = PETIMAGES.url,
+    sha256: str = PETIMAGES.sha256,
     timeout: float = 15.0,
 ) -> Path:
     """The extracted PetImages folder under `download_dir`, downloading it if needed."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from datasets.errors import DataError
+from models.labels import CAT, DOG
 
 LAYOUTS = ("class_folders", "split_folders", "kaggle_flat", "oxford_pet")
 LAYOUT_SHAPES = {
@@ -19,7 +20,6 @@ LAYOUT_SHAPES = {
     "kaggle_flat": "train/cat.0.jpg, train/dog.0.jpg (label from the file name)",
     "oxford_pet": "images/Breed_Name_1.jpg (capitalised breed = cat, lower-case = dog)",
 }
-CAT, DOG = 1, 0
 HELD_OUT_FOLDERS = ("validation", "val", "test")
 # A folder with one of these names is a broken "photo", not a folder to search.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff")
@@ -161,10 +161,6 @@ def _held_out_folder(root: Path) -> Path | None:
     return held_out[0] if held_out else None
 
 
-def _is_class_folders(root: Path) -> bool:
-    return _has_class_folders(root)
-
-
 def _is_split_folders(root: Path) -> bool:
     return _has_class_folders(_subfolders(root).get("train")) and _held_out_folder(root) is not None
 
@@ -186,7 +182,7 @@ def _relative(root: Path, path: Path) -> str:
 
 
 _MATCHERS = {
-    "class_folders": _is_class_folders,
+    "class_folders": _has_class_folders,
     "split_folders": _is_split_folders,
     "kaggle_flat": _is_kaggle_flat,
     "oxford_pet": _is_oxford_pet,

@@ -21,7 +21,7 @@ from explanation.text import (
     x_words,
 )
 from explanation.trace import Explanation, LayerReport
-from models.classifier import CatsDogsClassifier
+from models import PCatModel
 
 PHOTO_SIDE = 256  # pixels on the page: a 64 px input scaled up 4x, nearest neighbour
 TEMPLATE_SIDE = 112
@@ -56,9 +56,7 @@ code, .formula { font-family: ui-monospace, "DejaVu Sans Mono", Menlo, monospace
 """
 
 
-def render_html(
-    explanation: Explanation, image: Tensor, classifier: CatsDogsClassifier, templates: int = 8
-) -> str:
+def render_html(explanation: Explanation, image: Tensor, model: PCatModel, templates: int = 8) -> str:
     """The page for one photo: uint8 `image` (3, S, S) is the photo as the network saw it."""
     parts = [
         "<!DOCTYPE html>",
@@ -66,7 +64,7 @@ def render_html(
         f"<title>Why {html.escape(explanation.label)}? Z = Wx + b, layer by layer</title>",
         f"<style>{STYLE}</style></head><body><main>",
         _header(explanation, image),
-        _templates(explanation, classifier, templates),
+        _templates(explanation, model, templates),
         '<div class="layers">',
         *(_layer_card(i, layer, explanation) for i, layer in enumerate(explanation.layers[:-1], start=1)),
         "</div>",
@@ -114,14 +112,14 @@ every layer computes Z = W x + b, then A = g(Z)</p>
 
 
 def first_layer_templates(
-    classifier: CatsDogsClassifier, explanation: Explanation, count: int
+    model: PCatModel, explanation: Explanation, count: int
 ) -> list[tuple[int, float, Tensor]]:
     """(unit, A, template) for the first layer's most active units, each template the unit's
     row of W reshaped to the image (3, S, S) and min-max scaled to uint8.
 
     Empty when the first layer does not see the whole flattened image (e.g. Mixer patches).
     """
-    linear = next(iter(classifier.network.linear_layers().values()))
+    linear = next(iter(model.network.linear_layers().values()))
     size = explanation.input.image_size
     if linear.in_features != 3 * size * size:
         return []
@@ -140,8 +138,8 @@ def first_layer_templates(
     return templates
 
 
-def _templates(explanation: Explanation, classifier: CatsDogsClassifier, count: int) -> str:
-    found = first_layer_templates(classifier, explanation, count)
+def _templates(explanation: Explanation, model: PCatModel, count: int) -> str:
+    found = first_layer_templates(model, explanation, count)
     if not found:
         return ""
     first = explanation.layers[0]

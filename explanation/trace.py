@@ -14,8 +14,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from datasets import decode_image
-from models.classifier import CLASS_NAMES, CatsDogsClassifier
-from models.layers import LayerTrace
+from models import LayerTrace, PCatModel, class_name
 
 # Activations where "active" has a plain meaning, and what it is.
 ACTIVE_WHEN = {
@@ -128,24 +127,23 @@ class Explanation:
 
 
 def explain_file(
-    classifier: CatsDogsClassifier, path: str | os.PathLike, threshold: float, top: int = 5
+    model: PCatModel, path: str | os.PathLike, threshold: float, top: int = 5
 ) -> tuple[Explanation, Tensor]:
     """Decode `path` exactly as predict.py does and explain it; also returns the uint8
     image (3, S, S) the network saw, which the HTML page shows."""
-    image = decode_image(path, int(classifier.hparams.image_size))  # raises UnreadableImage
-    explanation = explain_image(classifier, image, threshold, top)
+    image = decode_image(path, model.image_size)  # raises UnreadableImage
+    explanation = explain_image(model, image, threshold, top)
     explanation.input.path = os.fspath(path)
     explanation.input.original_size = _original_size(path)
     return explanation, image
 
 
 @torch.inference_mode()
-def explain_image(
-    classifier: CatsDogsClassifier, image: Tensor, threshold: float, top: int = 5
-) -> Explanation:
+def explain_image(model: PCatModel, image: Tensor, threshold: float, top: int = 5) -> Explanation:
     """uint8 image (3, S, S) -> the layer-by-layer explanation of its p_cat."""
-    network = classifier.network
-    x = classifier.normalize(image.unsqueeze(0))  # (1, 3, S, S), as input_norm says
+    model = model.eval()
+    network, images = model.network, image.unsqueeze(0)  # (1, 3, S, S)
+    x = model.normalize(images)  # as input_norm says
     linears = network.linear_layers()
     inputs: dict[str, Tensor] = {}
     hooks = [
@@ -153,7 +151,7 @@ def explain_image(
         for name, linear in linears.items()
     ]
     try:
-        logits, traces = network.forward_with_intermediates(x)
+        logits, traces = model.forward_with_intermediates(images)
     finally:
         for hook in hooks:
             hook.remove()
@@ -168,15 +166,9 @@ def explain_image(
         layers.append(_layer_report(name, linears[name], inputs[name], trace, owner, x_is_previous_a, top))
         previous_a = trace.a
     z_photo = logits[0]
-    z_mirrored = None
-    if classifier.hparams.get("tta_flip", False):
-        # p_cat is tested and predicted as the mean of both logits (models.flip_average)
-        z_mirrored = network(x.flip(-1))[0]
-        z = (z_photo + z_mirrored) / 2
-        p_cat = torch.sigmoid(z).item()
-    else:
-        z = z_photo
-        p_cat = traces["head"].a[0].item()  # the head's A is sigmoid(z): the same number predict.py prints
+    z = model.logits(images)[0]  # the z predict.py uses: flip-averaged when tta_flip is on
+    p_cat = torch.sigmoid(z).item()
+    z_mirrored = 2 * z - z_photo if model.tta_flip else None  # z = (z_photo + z_mirrored) / 2
     head = linears["head"]
     terms = head.weight[0] * inputs["head"][0]  # (in,): z = sum_j w_j x_j + b
     order = terms.argsort(descending=True).tolist()  # (in,) the most cat-ward term first
@@ -187,14 +179,14 @@ def explain_image(
         for j in cat_side + dog_side
     ]
     return Explanation(
-        network=str(classifier.hparams.network),
+        network=model.config["network"],
         input=InputReport(
             path="",
             original_size=None,
             image_size=image.shape[-1],
-            channel_mean=classifier.channel_mean.tolist(),
-            channel_std=classifier.channel_std.tolist(),
-            input_norm=str(classifier.hparams.get("input_norm", "dataset")),
+            channel_mean=model.channel_mean.tolist(),
+            channel_std=model.channel_std.tolist(),
+            input_norm=model.input_norm,
             x_length=x[0].numel(),
             x_stats=Stats.of(x),
         ),
@@ -204,7 +196,7 @@ def explain_image(
         z_mirrored=None if z_mirrored is None else z_mirrored.item(),
         p_cat=p_cat,
         threshold=threshold,
-        label=CLASS_NAMES[int(p_cat >= threshold)],
+        label=class_name(p_cat, threshold),
         bias=head.bias[0].item(),
         terms_towards_cat=terms.clamp_min(0).double().sum().item(),
         terms_towards_dog=terms.clamp_max(0).double().sum().item(),

@@ -1,8 +1,9 @@
-"""The LightningModule: loss, metrics, optimiser and logging around a zoo model.
+"""The LightningModule: loss, metrics, optimiser and logging around one PCatModel.
 
-It takes the model's registered *name* and plain values, so `save_hyperparameters()`
-stores only primitives: checkpoints load with `torch.load(weights_only=True)` and
-`load_from_checkpoint(path)` rebuilds the network with no extra arguments.
+It takes the network's registered *name* and plain values, so `save_hyperparameters()`
+stores only primitives: checkpoints load with `torch.load(weights_only=True)`, and
+`CatsDogsClassifier.load_from_checkpoint(path)` rebuilds everything (call `.eval()` on it
+before predicting, as with any nn.Module; `inference.load_model(path)` does that for you).
 """
 
 import math
@@ -14,39 +15,36 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryF1Score
+from torchvision.transforms import v2
 
-from models.flip_average import flip_averaged_logits
-from models.preprocess import INPUT_NORMS, InputNorm, normalize_images
-from models.registry import ModelConfigError, create_model
-from models.version import CHECKPOINT_FORMAT, PROJECT_VERSION
+from models import CHECKPOINT_FORMAT, PROJECT_VERSION
+from models.labels import CAT
+from models.pcat_model import InputNorm, PCatModel
+from models.registry import ModelConfigError
 
-CAT = 1  # cat is the positive class everywhere: label 1, p_cat = sigmoid(z)
-DOG = 0
-CLASS_NAMES = {CAT: "cat", DOG: "dog"}
 
-FUSED_ADAMW_DEVICES = ("cpu", "cuda")  # where torch has a fused AdamW kernel
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite; raised before the bad update is applied."""
 
 
 class CatsDogsClassifier(pl.LightningModule):
-    """Trains a registered zoo model to output one logit z with p_cat = sigmoid(z).
+    """Trains a zoo network to output one logit z per photo, p_cat = sigmoid(z).
 
     Args:
         network: Registered model name (see `models.list_models()`), e.g. `mlp`, `logreg`.
         network_kwargs: Arguments of that model's builder, e.g. `{hidden_dims: [512, 256, 128]}`.
-        image_size: Side of the square input image; linked from `data.image_size`.
+        image_size: Side of the square input photo; linked from `data.image_size`.
+        input_norm: "dataset" (the training photos' channel mean and std) or "per_image".
+        tta_flip: Validate, test and predict with the mean logit of the photo and its mirror.
+        threshold: p_cat at or above which a photo is called a cat.
         lr: Peak learning rate of AdamW.
-        weight_decay: AdamW's decoupled weight decay.
+        weight_decay: AdamW's decoupled weight decay (weights only, never biases or norms).
         warmup_epochs: Epochs of linear learning-rate warmup before the cosine decay.
         min_lr_ratio: The cosine schedule ends at `lr * min_lr_ratio`.
-        label_smoothing: Pulls the BCE targets towards 0.5 by this amount (0 = off).
-        mixup_alpha: Trains on blends lam * x_i + (1 - lam) * x_j with targets blended alike,
-            lam ~ Beta(alpha, alpha) per batch (0 = off; 0.2-0.4 is typical).
-        threshold: p_cat at or above which an image is called a cat.
-        tta_flip: Test-time flip averaging: outside training, z is the mean of the logits of
-            the photo and of its mirror image (twice the inference cost; predict.py, explain.py
-            and exports do the same, so they report the p_cat that was tested).
-        input_norm: How pixels become x: "dataset" (per-channel mean and std of the training
-            split) or "per_image" (each photo standardised by its own mean and std).
+        label_smoothing: Pulls the training targets towards 0.5 by this amount (0 = off).
+        mixup_alpha: MixUp: train on blends of two photos and of their targets (0 = off).
+        cutmix_alpha: CutMix: paste a box of one photo into another, targets by area (0 = off).
+            With both on, each batch uses one of the two at random.
     """
 
     def __init__(
@@ -54,232 +52,154 @@ class CatsDogsClassifier(pl.LightningModule):
         network: str = "mlp",
         network_kwargs: dict[str, Any] | None = None,
         image_size: int = 64,
+        input_norm: InputNorm = "dataset",
+        tta_flip: bool = False,
+        threshold: float = 0.5,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         warmup_epochs: float = 0.0,
         min_lr_ratio: float = 0.01,
         label_smoothing: float = 0.0,
         mixup_alpha: float = 0.0,
-        threshold: float = 0.5,
-        tta_flip: bool = False,
-        input_norm: InputNorm = "dataset",
+        cutmix_alpha: float = 0.0,
     ) -> None:
         super().__init__()
-        if input_norm not in INPUT_NORMS:
-            raise ModelConfigError(
-                f"model.input_norm '{input_norm}' is unknown; choose one of {', '.join(INPUT_NORMS)}"
-            )
         # Checked before any data is read, so a mistyped number fails in a second, in one line.
-        for name, value, in_range, allowed in (
-            ("lr", lr, lr >= 0, "0 or more (0 keeps the initial weights)"),
-            ("weight_decay", weight_decay, weight_decay >= 0, "0 or more"),
-            ("warmup_epochs", warmup_epochs, warmup_epochs >= 0, "0 or more"),
-            ("min_lr_ratio", min_lr_ratio, 0 <= min_lr_ratio <= 1, "in [0, 1]"),
-            ("label_smoothing", label_smoothing, 0 <= label_smoothing < 1, "in [0, 1)"),
-            ("mixup_alpha", mixup_alpha, mixup_alpha >= 0, "0 or more (0 = off)"),
-            ("threshold", threshold, 0 <= threshold <= 1, "in [0, 1]: a p_cat"),
+        for name, value, allowed, in_range in (
+            ("lr", lr, "0 or more", lr >= 0),
+            ("weight_decay", weight_decay, "0 or more", weight_decay >= 0),
+            ("warmup_epochs", warmup_epochs, "0 or more", warmup_epochs >= 0),
+            ("min_lr_ratio", min_lr_ratio, "in [0, 1]", 0 <= min_lr_ratio <= 1),
+            ("label_smoothing", label_smoothing, "in [0, 1)", 0 <= label_smoothing < 1),
+            ("mixup_alpha", mixup_alpha, "0 or more (0 = off)", mixup_alpha >= 0),
+            ("cutmix_alpha", cutmix_alpha, "0 or more (0 = off)", cutmix_alpha >= 0),
         ):
             if not (in_range and math.isfinite(value)):  # NaN fails every comparison too
                 raise ModelConfigError(f"model.{name} {value} is out of range; pass a value {allowed}")
         self.save_hyperparameters()
-        self.network = create_model(network, image_size=image_size, **(network_kwargs or {}))
-        # Input normalisation is part of the model, so a checkpoint alone can predict.
-        # Filled from the training split's per-channel statistics in setup("fit").
-        self.register_buffer("channel_mean", torch.full((3,), 0.5))
-        self.register_buffer("channel_std", torch.full((3,), 0.25))
-        # One torchmetrics collection per stage (attributes, so Lightning moves and resets them).
-        self.train_metrics = _binary_metrics("train/", threshold)
-        self.val_metrics = _binary_metrics("val/", threshold)
-        self.test_metrics = _binary_metrics("test/", threshold)
-        # The val/test loss as a torchmetrics mean over photos, synchronised as float sums.
-        # Lightning's own epoch mean of self.log(..., sync_dist=True) averages the ranks'
-        # photo counts as integers, so ranks scoring 5 and 4 photos divide by 4, not 4.5
-        # (Lightning-AI/pytorch-lightning#21859, open in Lightning 2.6-2.7).
-        # nan_strategy "disable": a NaN loss stays NaN, as self.log kept it, never dropped.
-        self.val_loss = MeanMetric(nan_strategy="disable")
-        self.test_loss = MeanMetric(nan_strategy="disable")
-        self._train_outputs: list[tuple[Tensor, Tensor, Tensor]] = []  # (p_cat, label, loss) per step
+        self.model = PCatModel(network, network_kwargs, image_size, input_norm, tta_flip, threshold)
+        mixers = [v2.MixUp(alpha=mixup_alpha, num_classes=2)] if mixup_alpha else []
+        mixers += [v2.CutMix(alpha=cutmix_alpha, num_classes=2)] if cutmix_alpha else []
+        self.mix = v2.RandomChoice(mixers) if mixers else None
+        # One torchmetrics collection per stage; Lightning computes, syncs and resets them.
+        self.train_metrics = binary_metrics("train/", threshold)
+        self.val_metrics = binary_metrics("val/", threshold)
+        self.test_metrics = binary_metrics("test/", threshold)
+        # Mean losses over every photo of a stage, on every rank together (torchmetrics
+        # weighs each batch by its photos, so uneven batches and ranks average right).
+        self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
+        # Lets Lightning draw the model graph in TensorBoard and show layer shapes at the start.
+        self.example_input_array = torch.zeros(2, 3, image_size, image_size, dtype=torch.uint8)
 
     def forward(self, images: Tensor) -> Tensor:
-        """uint8 images (B, 3, H, W) -> logits z (B,); flip-averaged in eval mode when tta_flip is on."""
-        return flip_averaged_logits(
-            self.network, self.normalize(images), self.hparams.tta_flip and not self.training
-        )
+        """uint8 photos (B, 3, S, S) -> logits z (B,)."""
+        return self.model.logits(images)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        return self._shared_step(batch, "train")
+        images, labels = batch  # (B, 3, S, S) uint8, (B,) 1 = cat
+        x, targets = self.model.normalize(images), labels.float()
+        if self.mix is not None:  # blended photos, blended answers: the share of cat in each
+            x, soft_labels = self.mix(x, labels)
+            targets = soft_labels[:, CAT]
+        smoothing = self.hparams.label_smoothing
+        targets = targets * (1 - smoothing) + 0.5 * smoothing
+        z = self.model.network(x)  # (B,)
+        loss = F.binary_cross_entropy_with_logits(z, targets)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(
+                f"the training loss is {loss.item()} at step {self.global_step} (epoch "
+                f"{self.current_epoch}); the checkpoints on disk are from before it: lower model.lr "
+                "and start again"
+            )
+        self.train_metrics.update(torch.sigmoid(z.detach()), labels)  # on the augmented photos
+        self.train_loss.update(loss.detach(), weight=len(labels))
+        self.log("train/loss_step", loss, prog_bar=True)  # this batch, on this rank
+        self.log("train/loss_epoch", self.train_loss, on_step=False, on_epoch=True)
+        self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
+        return loss
 
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._shared_step(batch, "val")
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._evaluate(batch, self.val_metrics, self.val_loss, "val")
 
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._shared_step(batch, "test")
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._evaluate(batch, self.test_metrics, self.test_loss, "test")
 
     def predict_step(self, batch: Tensor | tuple[Tensor, ...], batch_idx: int) -> Tensor:
         images = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return self.p_cat(images)
+        return self.model(images)  # p_cat (B,)
 
     def configure_optimizers(self) -> dict[str, Any]:
         # No weight decay on biases and norm parameters: decaying them only hurts.
-        decay = [p for p in self.parameters() if p.ndim >= 2]
-        no_decay = [p for p in self.parameters() if p.ndim < 2]
+        params = list(self.parameters())
         optimizer = torch.optim.AdamW(
             [
-                {"params": decay, "weight_decay": self.hparams.weight_decay, "name": "weights"},
-                {"params": no_decay, "weight_decay": 0.0, "name": "biases"},
+                {"params": [p for p in params if p.ndim >= 2], "weight_decay": self.hparams.weight_decay},
+                {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
             ],
             lr=self.hparams.lr,
-            # One fused kernel over all parameters instead of ~10 passes per tensor: on 2 CPU
-            # cores the default loop spent ~40 ms a step on 6.4M weights, the fused one ~6 ms
-            # (benchmarks/perf.py, section 2). Same update rule, same state in the checkpoint.
-            fused=all(p.device.type in FUSED_ADAMW_DEVICES for p in self.parameters()),
+            # One kernel over all parameters instead of a loop of ~10 ops per tensor: on 2 CPU
+            # cores ~6 ms a step for the article MLP's 6.4M weights instead of ~40 ms.
+            fused=self.device.type in ("cpu", "cuda"),
         )
-        total_steps = max(1, int(self.trainer.estimated_stepping_batches))
-        steps_per_epoch = total_steps / max(1, self.trainer.max_epochs or 1)
+        trainer, steps_per_epoch = self.trainer, self._steps_per_epoch()
+        epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else 1
+        total_steps = trainer.max_steps if trainer.max_steps > 0 else epochs * steps_per_epoch
         warmup_steps = int(self.hparams.warmup_epochs * steps_per_epoch)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, _WarmupCosine(warmup_steps, total_steps, self.hparams.min_lr_ratio)
-        )
+        min_ratio = self.hparams.min_lr_ratio
+
+        def warmup_then_cosine(step: int) -> float:  # the factor on lr at optimizer step `step`
+            if step < warmup_steps:
+                return (step + 1) / warmup_steps
+            progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+            return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+        # A function, not an object: its numbers are not saved in checkpoints, so a run resumed
+        # with a larger max_epochs stretches the schedule over the new total.
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_then_cosine)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    def _steps_per_epoch(self) -> int:
+        trainer, data = self.trainer, self.trainer.datamodule
+        if not getattr(data, "splits", None):  # loaders passed to fit() directly
+            return max(1, int(trainer.estimated_stepping_batches) // max(1, trainer.max_epochs or 1))
+        # Counted from the training split, not by trainer.estimated_stepping_batches: that builds
+        # the training loader before a resumed run's place in the epoch is restored into it, and
+        # the resumed epoch would start over.
+        batches = math.ceil(len(data.splits["train"]) / (data.hparams.batch_size * trainer.world_size))
+        return max(1, batches // trainer.accumulate_grad_batches)
+
     def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
+        datamodule = self.trainer.datamodule
         if stage == "fit" and getattr(datamodule, "channel_mean", None) is not None:
-            self.channel_mean.copy_(torch.as_tensor(datamodule.channel_mean))
-            # A constant channel would divide by zero; 1e-3 of the pixel range is "no spread".
-            self.channel_std.copy_(torch.as_tensor(datamodule.channel_std).clamp_min(1e-3))
+            # Measured on the training photos; saved in the checkpoint with the weights.
+            self.model.set_channel_stats(datamodule.channel_mean, datamodule.channel_std)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # Plain data only (loads with weights_only=True): what produced this file and
-        # what an image must go through before the network sees it.
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
+        # Plain data only (loads with weights_only=True): what rebuilds the PCatModel, and
+        # which photos trained it.
         checkpoint["catsdogs"] = {
             "format": CHECKPOINT_FORMAT,
             "project_version": PROJECT_VERSION,
-            "model": self.hparams.network,
-            "hyper_parameters": {k: v for k, v in self.hparams.items() if not k.startswith("_")},
-            "preprocessing": {
-                "image_size": int(self.hparams.image_size),
-                "input": "RGB uint8, shorter side resized to image_size, centre crop",
-                "input_norm": self.hparams.input_norm,
-                "channel_mean": self.channel_mean.tolist(),
-                "channel_std": self.channel_std.tolist(),
-            },
-            "data_manifest_sha256": getattr(datamodule, "manifest_hash", None),
+            "model_config": self.model.config,
+            "data_manifest_sha256": getattr(self.trainer.datamodule, "manifest_hash", None),
         }
 
-    def normalize(self, images: Tensor) -> Tensor:
-        """uint8 (B, 3, H, W) -> float x, as `input_norm` says (models.preprocess)."""
-        return normalize_images(images, self.channel_mean, self.channel_std, self.hparams.input_norm)
-
-    def p_cat(self, images: Tensor) -> Tensor:
-        """The article's output: p_cat = sigmoid(z); p_cat >= threshold means cat."""
-        return torch.sigmoid(self(images))
-
-    def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
+    def _evaluate(
+        self, batch: tuple[Tensor, Tensor], metrics: MetricCollection, loss: MeanMetric, stage: str
+    ) -> Tensor:
         images, labels = batch
-        targets = labels.float()
-        if stage == "train" and self.hparams.mixup_alpha > 0:
-            logits, targets = self._mixup_forward(images, targets)
-        else:
-            logits = self(images)
-        if stage == "train" and self.hparams.label_smoothing > 0:
-            targets = targets * (1 - self.hparams.label_smoothing) + 0.5 * self.hparams.label_smoothing
-        loss = F.binary_cross_entropy_with_logits(logits, targets)
-        if stage == "train":
-            # Kept, and handed to the metrics once at the epoch's end: three metric updates
-            # per step (input checks included) cost ~0.5 ms of a ~30 ms step.
-            self._train_outputs.append((torch.sigmoid(logits.detach()), labels.long(), loss.detach()))
-            if self._writes_step_metrics():
-                self.log("train/loss_step", loss, prog_bar=True)
-        else:
-            getattr(self, f"{stage}_metrics").update(torch.sigmoid(logits.detach()), labels.long())
-            # The batch's mean once per photo, so the epoch's mean is over photos. (Not
-            # `weight=len(labels)`: with nan_strategy "disable" torchmetrics 1.9 ignores weights,
-            # Lightning-AI/torchmetrics#3434.)
-            getattr(self, f"{stage}_loss").update(loss.detach().expand(len(labels)))
-        return loss
-
-    def _writes_step_metrics(self) -> bool:
-        """Whether Lightning writes step metrics after this training step: every
-        `trainer.log_every_n_steps` optimizer steps, every step of a fast_dev_run, and the
-        step a stop was asked for (Lightning's own rule, in public trainer state). self.log
-        costs ~0.6 ms of a ~30 ms step on 2 cores, so train/loss_step is handed over only
-        when it is written."""
-        trainer, every = self.trainer, self.trainer.log_every_n_steps
-        on_cadence = every > 0 and (trainer.global_step + 1) % every == 0
-        return on_cadence or bool(trainer.fast_dev_run) or trainer.should_stop
-
-    def on_train_epoch_start(self) -> None:
-        self._train_outputs.clear()  # nothing left from an epoch that was interrupted
-
-    def on_train_epoch_end(self) -> None:
-        self._log_epoch_metrics("train")
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_epoch_metrics("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_epoch_metrics("test")
-
-    def _log_epoch_metrics(self, stage: str) -> None:
-        # Computed (and synchronised across ranks) once per epoch: handing the metric objects
-        # to self.log_dict on every step cost ~5 ms a training step in Lightning's bookkeeping.
-        metrics = getattr(self, f"{stage}_metrics")
-        if stage == "train" and self._train_outputs:
-            probabilities, labels, losses = zip(*self._train_outputs, strict=True)
-            metrics.update(torch.cat(probabilities), torch.cat(labels))
-            # The mean over images, as Lightning's own on_epoch mean weighted by batch size.
-            losses = torch.stack(losses).float()  # (steps,), on the model's device
-            sizes = torch.tensor([len(batch) for batch in labels], dtype=torch.float32, device=losses.device)
-            epoch_loss = (losses * sizes).sum() / sizes.sum()
-            # Synchronised: under DDP every rank trains on as many images (the sampler pads to
-            # even), so the mean of the ranks' means is the mean over all of them.
-            self.log("train/loss_epoch", epoch_loss, prog_bar=True, sync_dist=True)
-            self._train_outputs.clear()
-        if any(metric.update_called for metric in metrics.values()):  # none before the first batch
-            self.log_dict(metrics.compute(), prog_bar=stage != "train")
-        mean_loss = getattr(self, f"{stage}_loss", None)  # val and test; train's is above
-        if mean_loss is not None:
-            if mean_loss.update_called:
-                self.log(f"{stage}/loss", mean_loss.compute(), prog_bar=True)
-            mean_loss.reset()
-        metrics.reset()
-
-    def _mixup_forward(self, images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
-        """Mixup (Zhang et al., 2018): the network sees blended photos and blended answers."""
-        alpha = self.hparams.mixup_alpha
-        lam = float(torch.distributions.Beta(alpha, alpha).sample())
-        partner = torch.randperm(len(targets), device=targets.device)
-        x = self.normalize(images)  # blend normalised inputs: (B, 3, H, W)
-        logits = self.network(lam * x + (1 - lam) * x[partner])
-        return logits, lam * targets + (1 - lam) * targets[partner]
+        z = self(images)
+        p_cat = torch.sigmoid(z)
+        metrics.update(p_cat, labels)
+        loss.update(F.binary_cross_entropy_with_logits(z, labels.float()), weight=len(labels))
+        self.log(f"{stage}/loss", loss)
+        self.log_dict(metrics, prog_bar=stage == "val")
+        return p_cat  # NetworkInsight draws the confusion matrix and PR curve from these
 
 
-def _binary_metrics(prefix: str, threshold: float) -> MetricCollection:
+def binary_metrics(prefix: str, threshold: float) -> MetricCollection:
+    """Accuracy, AUROC and F1 with cat as the positive class."""
     return MetricCollection(
-        {
-            "acc": BinaryAccuracy(threshold=threshold),
-            "auroc": BinaryAUROC(),
-            "f1": BinaryF1Score(threshold=threshold),
-        },
+        {"acc": BinaryAccuracy(threshold), "auroc": BinaryAUROC(), "f1": BinaryF1Score(threshold)},
         prefix=prefix,
     )
-
-
-class _WarmupCosine:
-    """Learning-rate factor: linear warmup, then cosine decay to `min_ratio`.
-
-    A class (not a lambda) so the scheduler state in a checkpoint stays plain data.
-    """
-
-    def __init__(self, warmup_steps: int, total_steps: int, min_ratio: float) -> None:
-        self.warmup_steps = warmup_steps
-        self.total_steps = total_steps
-        self.min_ratio = min_ratio
-
-    def __call__(self, step: int) -> float:
-        if step < self.warmup_steps:
-            return (step + 1) / self.warmup_steps
-        progress = min(1.0, (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps))
-        return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))

@@ -46,12 +46,26 @@ class ShiftBlock(nn.Module):
         self.channel_norm = nn.LayerNorm(width)
         self.channel_fc1 = DenseLayer(width, width * expansion, "gelu", dropout=dropout)
         self.channel_fc2 = DenseLayer(width * expansion, width, "identity", dropout=dropout)
-        # Drops a whole residual branch for some images in training (Huang et al., 2016).
-        # Imported here, not at the top: predict.py's start-up stays free of torchvision
-        # for every other family (tests/test_performance_mechanisms.py).
-        from torchvision.ops import StochasticDepth
+        self.drop_path = DropPath(drop_path)
 
-        self.drop_path = StochasticDepth(drop_path, mode="row")
+
+class DropPath(nn.Module):
+    """Stochastic depth (Huang et al., 2016): in training, drop a residual branch for a random
+    share `rate` of the images and scale the kept ones by 1 / (1 - rate).
+
+    torchvision.ops.StochasticDepth(rate, "row") computes the same; importing torchvision
+    would add ~3 s to predict.py's start-up, which needs nothing else from it.
+    """
+
+    def __init__(self, rate: float) -> None:
+        super().__init__()
+        self.rate = rate
+
+    def forward(self, branch: Tensor) -> Tensor:
+        if not self.training or self.rate == 0:
+            return branch
+        keep = torch.rand(branch.shape[0], *[1] * (branch.ndim - 1), device=branch.device) >= self.rate
+        return branch * keep / (1 - self.rate)  # (B, ...): whole images kept or dropped
 
 
 class Merge(nn.Module):

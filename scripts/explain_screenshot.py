@@ -18,7 +18,7 @@ from headless_chromium import OFFLINE_HEADLESS_FLAGS  # noqa: E402  (scripts/, t
 from PIL import Image  # noqa: E402
 
 from explanation import explain_file, render_html  # noqa: E402
-from models.checkpoint import load_classifier  # noqa: E402
+from inference import load_model  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -59,12 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full-colour", action="store_true", help="keep the 24-bit PNG (about 3x larger)")
     args = parser.parse_args(argv)
 
-    classifier = load_classifier(args.ckpt)
-    explanation, image = explain_file(classifier, args.photo, float(classifier.hparams.threshold))
+    model = load_model(args.ckpt)
+    explanation, image = explain_file(model, args.photo, model.threshold)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as folder:
         page = Path(folder) / "explain.html"
-        page.write_text(render_html(explanation, image, classifier), encoding="utf-8")
+        page.write_text(render_html(explanation, image, model), encoding="utf-8")
         screenshot(page, args.out, args.width, args.height, args.chromium)
     if not args.full_colour:
         shrink_png(args.out)

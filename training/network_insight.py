@@ -1,0 +1,191 @@
+"""The callback that shows in TensorBoard what the network learns, layer by layer.
+
+Every layer of a zoo network computes Z = W x + b, then A = g(Z). On a fixed probe batch
+(the first validation photos, the same every time, so snapshots compare) this logs, per
+layer, histograms of W, b, Z, A and dL/dW, the share of dead or saturated units, the
+first layer's weight rows as pictures and the probe photos with their p_cat; per
+validation snapshot and after testing, the confusion matrix and the PR curve; after
+testing, the hyperparameters with the best val/acc and the test/acc. The model graph is
+Lightning's own (`log_graph: true` and the classifier's example_input_array).
+Everything goes through SummaryWriter's public add_* methods, on rank 0 only.
+"""
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import Tensor, nn
+from torch.utils.tensorboard import SummaryWriter
+from torchmetrics.utilities.distributed import gather_all_tensors
+
+from training.tensorboard_pictures import confusion_matrix_figure, probe_grid, weight_templates
+
+SNAPSHOTS_PER_RUN = 5  # every_n_epochs None: about this many, which keeps the cost under 10% of an epoch
+RELU_LIKE = ("relu", "leaky_relu", "gelu", "silu")  # dead: A <= 0 for every probe photo, so no gradient
+SATURATION = {"sigmoid": (0.01, 0.99), "tanh": (-0.99, 0.99)}  # stuck in a flat tail for every probe photo
+
+
+class NetworkInsight(pl.Callback):
+    """Logs to TensorBoard what every layer learns: its W, b, Z, A and gradients.
+
+    Does nothing without a TensorBoardLogger (e.g. `--trainer.logger false`).
+
+    Args:
+        every_n_epochs: Log a snapshot (histograms, unit health, pictures, validation curves)
+            every this many epochs, and once before training. None: about 5 snapshots a run.
+        probe_size: How many of the first validation photos form the fixed probe batch.
+        num_templates: How many of the first layer's units to show as weight templates.
+    """
+
+    def __init__(
+        self, every_n_epochs: int | None = None, probe_size: int = 64, num_templates: int = 32
+    ) -> None:
+        if (every_n_epochs is not None and every_n_epochs < 1) or probe_size < 1 or num_templates < 0:
+            raise ValueError(
+                f"insight: every_n_epochs {every_n_epochs} and probe_size {probe_size} must be at least 1, "
+                f"num_templates {num_templates} at least 0"
+            )
+        self.every_n_epochs, self.probe_size, self.num_templates = every_n_epochs, probe_size, num_templates
+        self._probe: tuple[Tensor, Tensor] | None = None
+        self._outputs: list[tuple[Tensor, Tensor]] | None = None  # (p_cat, labels) of the batches of a stage
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._snapshot(trainer, pl_module)  # the untrained network, to compare against
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        # The epoch's last step, before Lightning frees the gradients for validation: .grad is
+        # still dL/dW of this step, and W is what validation will see.
+        if batch_idx == trainer.num_training_batches - 1 and self._snapshot_epoch(trainer):
+            self._snapshot(trainer, pl_module)
+
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        collect = not trainer.sanity_checking and self._snapshot_epoch(trainer)
+        self._outputs = [] if collect and self._logger(trainer) else None
+
+    def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._outputs = [] if self._logger(trainer) else None  # on every rank: they gather together
+
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer) -> None:
+        # ||dL/dW|| per layer, on Lightning's logging steps: which layers learn, which have stalled.
+        if self._logger(trainer) and (trainer.global_step + 1) % trainer.log_every_n_steps == 0:
+            for name, linear in pl_module.model.network.linear_layers().items():
+                if linear.weight.grad is not None:
+                    pl_module.log(f"{name}/grad_norm", torch.linalg.vector_norm(linear.weight.grad))
+
+    def on_validation_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ) -> None:
+        if self._outputs is not None:
+            self._outputs.append((outputs.detach(), batch[1]))  # validation_step returns p_cat
+
+    on_test_batch_end = on_validation_batch_end
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._log_curves(trainer, pl_module, "val")
+
+    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._log_curves(trainer, pl_module, "test")
+        logger = self._logger(trainer)
+        if logger is not None and trainer.checkpoint_callback is not None:
+            # The HParams tab: one row per run, its settings and the two numbers that judge it.
+            best = trainer.checkpoint_callback.best_model_score
+            metrics = {"hp/test_acc": float(trainer.callback_metrics.get("test/acc", float("nan")))}
+            metrics["hp/best_val_acc"] = float(best) if best is not None else float("nan")
+            params = {**pl_module.hparams, **(trainer.datamodule.hparams if trainer.datamodule else {})}
+            logger.log_hyperparams(params, metrics, step=trainer.global_step)
+
+    def _snapshot(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Histograms, unit health and pictures of every layer on the probe batch."""
+        writer = self._writer(trainer)
+        if writer is None:
+            return
+        model, step = pl_module.model, trainer.global_step
+        images, labels = self._probe_batch(trainer, pl_module.device)
+        was_training = model.training
+        model.eval()  # no dropout: the network as it predicts
+        with torch.no_grad():
+            _, traces = model.forward_with_intermediates(images)  # the network's own Z and A
+        model.train(was_training)
+        layers, activations = model.network.linear_layers(), activation_names(model.network)
+        for name, trace in traces.items():
+            tensors = {"Z": trace.z, "A": trace.a}
+            if name in layers:
+                tensors |= {
+                    "W": layers[name].weight,
+                    "b": layers[name].bias,
+                    "grad_W": layers[name].weight.grad,
+                }
+            for kind, values in tensors.items():
+                if values is not None:
+                    writer.add_histogram(f"{name}/{kind}", values.detach().float().cpu(), step)
+            units = trace.a.reshape(-1, trace.a.shape[-1])  # (photos * tokens, units)
+            g = activations.get(name)
+            if g in RELU_LIKE:
+                writer.add_scalar(f"{name}/dead_fraction", (units <= 0).all(0).float().mean().item(), step)
+            if g in SATURATION:
+                low, high = SATURATION[g]
+                stuck = ((units < low) | (units > high)).all(0).float().mean().item()
+                writer.add_scalar(f"{name}/saturated_fraction", stuck, step)
+        first_name, first = next(iter(layers.items()))
+        if self.num_templates and first.in_features == images[0].numel():  # its rows are photos
+            writer.add_image(
+                f"{first_name}/templates",
+                weight_templates(first.weight, images.shape[1:], self.num_templates),
+                step,
+            )
+        p_cat = torch.sigmoid(traces[next(reversed(traces))].z)  # the head's z
+        writer.add_image("probe/p_cat", probe_grid(images, p_cat, labels, model.threshold), step)
+
+    def _log_curves(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self._outputs is None:  # the same on every rank, so none waits for the others alone
+            return
+        p_cat = torch.cat([p for p, _ in self._outputs] or [torch.empty(0, device=pl_module.device)])
+        labels = torch.cat(
+            [y for _, y in self._outputs] or [torch.empty(0, dtype=torch.long, device=pl_module.device)]
+        )
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # Every rank's photos; torchmetrics' gather takes the uneven counts ranks have.
+            p_cat, labels = (torch.cat(gather_all_tensors(t)) for t in (p_cat, labels))
+        self._outputs = None
+        writer, step = self._writer(trainer), trainer.global_step
+        if writer is not None:
+            writer.add_pr_curve(
+                f"{stage}/pr_curve", labels.cpu() == 1, p_cat.float().cpu(), step
+            )  # cat is positive
+            figure = confusion_matrix_figure(
+                p_cat.cpu(), labels.cpu(), pl_module.model.threshold, f"{stage}, step {step}"
+            )
+            writer.add_figure(f"{stage}/confusion_matrix", figure, step)
+
+    def _probe_batch(self, trainer: pl.Trainer, device: torch.device) -> tuple[Tensor, Tensor]:
+        if self._probe is None:
+            # The datamodule's own loader: unshuffled, and the same on every rank.
+            images, labels = [], []
+            for batch_images, batch_labels in trainer.datamodule.val_dataloader():
+                images.append(batch_images)
+                labels.append(batch_labels)
+                if sum(map(len, images)) >= self.probe_size:
+                    break
+            self._probe = torch.cat(images)[: self.probe_size], torch.cat(labels)[: self.probe_size]
+        return self._probe[0].to(device), self._probe[1].to(device)
+
+    def _snapshot_epoch(self, trainer: pl.Trainer) -> bool:
+        every = self.every_n_epochs or max(1, (trainer.max_epochs or 1) // SNAPSHOTS_PER_RUN)
+        return (trainer.current_epoch + 1) % every == 0
+
+    def _logger(self, trainer: pl.Trainer) -> TensorBoardLogger | None:
+        if trainer.datamodule is None:  # the probe photos come from the datamodule
+            return None
+        return next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
+
+    def _writer(self, trainer: pl.Trainer) -> SummaryWriter | None:
+        """The SummaryWriter on rank 0 (other ranks write nothing), None without a TensorBoardLogger."""
+        logger = self._logger(trainer)
+        return logger.experiment if logger is not None and trainer.is_global_zero else None
+
+
+def activation_names(network: nn.Module) -> dict[str, str]:
+    """The g of each layer of `network.linear_layers()` that is a DenseLayer's (a bare head has none)."""
+    owners = {id(m.linear): m.activation_name for m in network.modules() if hasattr(m, "activation_name")}
+    return {
+        name: owners[id(linear)] for name, linear in network.linear_layers().items() if id(linear) in owners
+    }
