@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
 from datasets.cache import Cache, ensure_cache
-from datasets.dataset import CachedImages
+from datasets.dataset import CachedImages, batch_collate
 from datasets.download import download_petimages
 from datasets.errors import DataError
 from datasets.layouts import LAYOUTS, list_entries, resolve_layout
@@ -104,7 +104,7 @@ class CatsDogsDataModule(L.LightningDataModule):
             raise DataError(f"data.layout {layout} needs --data.root; the download is class_folders")
         else:
             self.layout = "class_folders"
-        self.train_transform = train_transform(image_size, hflip, crop_scale, auto_augment)
+        self.train_transform = train_transform(image_size, crop_scale, auto_augment)
         self.cache: Cache | None = None
         self.manifest_hash: str | None = None  # the cache key: which files, sizes and labels
         self.channel_mean: torch.Tensor | None = None  # (3,) in [0, 1] units, training split
@@ -135,8 +135,9 @@ class CatsDogsDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         workers = self.hparams.num_workers
         loader = StatefulDataLoader(
-            self._split("train", self.train_transform),
+            self._split("train", self.train_transform, hflip=self.hparams.hflip),
             batch_size=self.hparams.batch_size,
+            collate_fn=batch_collate,
             shuffle=True,  # Lightning sees it, and under DDP shuffles each rank's share
             num_workers=workers,
             persistent_workers=workers > 0,
@@ -178,11 +179,15 @@ class CatsDogsDataModule(L.LightningDataModule):
             # photos to even out the ranks, which would count them twice in val/acc.
             sampler = UnrepeatedDistributedSampler(photos, shuffle=False)
         return DataLoader(
-            photos, batch_size=self.hparams.batch_size, sampler=sampler, num_workers=self.hparams.num_workers
+            photos,
+            batch_size=self.hparams.batch_size,
+            sampler=sampler,
+            num_workers=self.hparams.num_workers,
+            collate_fn=batch_collate,
         )
 
-    def _split(self, split: str, transform: v2.Transform | None = None) -> CachedImages:
-        return CachedImages(self.cache.images, self.cache.labels, self.splits[split], transform)
+    def _split(self, split: str, transform: v2.Transform | None = None, hflip: bool = False) -> CachedImages:
+        return CachedImages(self.cache.images, self.cache.labels, self.splits[split], transform, hflip)
 
     def _root(self) -> Path:
         if self.hparams.root is not None:
@@ -196,14 +201,13 @@ class CatsDogsDataModule(L.LightningDataModule):
 
 
 def train_transform(
-    image_size: int, hflip: bool, crop_scale: tuple[float, float] | None, auto_augment: str
+    image_size: int, crop_scale: tuple[float, float] | None, auto_augment: str
 ) -> v2.Transform | None:
-    """The per-photo training augmentation, on uint8 tensors (3, S, S); None when there is none."""
+    """The per-photo training augmentation, on uint8 tensors (3, S, S); None when there is none.
+    (The mirror, data.hflip, is CachedImages', on a whole batch at once.)"""
     steps: list[v2.Transform] = []
     if crop_scale is not None:
         steps.append(v2.RandomResizedCrop(image_size, scale=tuple(crop_scale), antialias=True))
-    if hflip:
-        steps.append(v2.RandomHorizontalFlip())
     if auto_augment == "trivial":
         steps.append(v2.TrivialAugmentWide())
     elif auto_augment == "randaugment":

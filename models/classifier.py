@@ -114,9 +114,13 @@ class CatsDogsClassifier(pl.LightningModule):
         self.train_metrics.update(torch.sigmoid(z.detach()), labels)  # on the augmented photos
         self.train_loss.update(loss.detach(), weight=len(labels))
         self.log("train/loss_step", loss, prog_bar=True)  # this batch, on this rank
-        self.log("train/loss_epoch", self.train_loss, on_step=False, on_epoch=True)
-        self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        # Logged once an epoch, not from every step: a self.log call costs ~2 ms, and four of
+        # them a step were a fifth of the article MLP's training time on 2 cores.
+        self.log("train/loss_epoch", self.train_loss)
+        self.log_dict(self.train_metrics)
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         return self._evaluate(batch, self.val_metrics, self.val_loss, "val")

@@ -4,10 +4,8 @@
 #     bash scripts/gpu_check.sh [WORKDIR]      # from the repo root, project dependencies installed
 #
 # On 3,000 generated photos: the article MLP in bf16-mixed (train, test, resume with
-# --ckpt_path last), shift_mlp in fp32 (its config says bf16-mixed; step 1 covers bf16;
-# random resized crops by grid_sample on the GPU),
-# the TensorBoard content (histograms through the GPU path), predict.py on the
-# GPU-trained checkpoint, and train.py's training epochs against a bare loop on the GPU.
+# --ckpt_path last), shift_mlp in fp32 (random resized crops on the GPU), the TensorBoard
+# content (histograms through the GPU path) and predict.py on the GPU-trained checkpoint.
 # A step that fails prints its exit status and the end of its log; the script goes on.
 set -u
 export PYTHONUNBUFFERED=1
@@ -15,7 +13,7 @@ W=${1:-$(mktemp -d)}
 mkdir -p "$W"
 nvidia-smi -L
 python3 -c "import torch, lightning; print('torch', torch.__version__, 'lightning', lightning.__version__, torch.cuda.get_device_name())"
-P=$(python3 -c "import sys; sys.path.insert(0, 'benchmarks'); from pathlib import Path; import perf_data; print(perf_data.generated_photo_set(Path('$W')))")
+P=$(python3 -c "from tests.image_factory import make_layout; print(make_layout('$W/photos', 'split_folders', n_per_class=1500))")
 RUNS=$W/runs-$(date +%s)
 COMMON=(--data.root "$P" --data.cache_dir "$W/cache" --trainer.accelerator gpu --trainer.devices 1
         --trainer.logger.init_args.save_dir "$RUNS")
@@ -42,34 +40,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 events = EventAccumulator(sys.argv[1], size_guidance={"histograms": 0, "scalars": 0, "images": 0})
 events.Reload()
 print({kind: len(tags) for kind, tags in events.Tags().items() if isinstance(tags, list)})
-for tag in ("layer1/update_ratio", "layer1/grad_norm", "train/loss_epoch", "val/acc"):
+for tag in ("layer1/grad_norm", "layer1/dead_fraction", "train/loss_epoch", "val/acc"):
     print(tag, [round(event.value, 5) for event in events.Scalars(tag)][:8])
 PY
 
 step "5. predict.py (CPU) with the GPU-trained checkpoint" "$W/5.log" \
     python3 predict.py --ckpt "$RUNS/mlp_article/version_0/checkpoints/best.ckpt" "$P/validation" --output "$W/predictions.csv"
 echo "predictions: $(($(wc -l < "$W/predictions.csv") - 1))"
-
-echo "== 6. train.py's training epochs against a bare loop on the GPU (article MLP, batch 128, fp32)"
-python3 - "$P" "$W/cache" <<'PY'
-import os, sys, tempfile, time
-sys.path[:0] = [os.getcwd(), "benchmarks"]
-import torch
-import perf_train
-with tempfile.TemporaryDirectory() as run_dir:
-    run = perf_train.real_run(sys.argv[1], sys.argv[2], run_dir, 6, ["--trainer.accelerator", "gpu"], with_raw=False)
-n, seconds = run["num_images"], sorted(record["train"] for record in run["records"])
-print(f"train.py: best {n / seconds[0]:.0f} img/s, median {n / seconds[len(seconds) // 2]:.0f} img/s, {len(seconds)} epochs")
-loop = perf_train.RawLoop.random(n, 128)
-loop.model.cuda()
-loop.x, loop.y = loop.x.cuda(), loop.y.cuda()
-seconds = []
-for _ in range(6):
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    loop.epoch()
-    torch.cuda.synchronize()
-    seconds.append(time.perf_counter() - start)
-seconds.sort()
-print(f"bare loop: best {n / seconds[0]:.0f} img/s, median {n / seconds[3]:.0f} img/s")
-PY

@@ -69,7 +69,6 @@ VIEWS = [
     View("scalars", "scalars", r"^(train|val)/(loss_epoch|loss|acc)$", height=760),
     View("histograms", "histograms", r"^layer1/(W|Z|A)$", height=710),
     View("templates", "images", r"^layer1/templates$", CLICK_ACTUAL_SIZE, height=840),
-    View("custom_scalars", "custom_scalars"),
     View("pr_curves", "pr_curves"),
 ]
 

@@ -13,7 +13,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes each checkpoint to a temporary file beside it, fsyncs it and renames it into place.
+    """Writes each checkpoint to a temporary file beside it and renames it into place.
 
     Ours because: Lightning's own save stages the file in the system's temp folder and then
     moves it; where that folder is another filesystem (often a tmpfs), the move is a copy onto
@@ -35,8 +35,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         try:
             with open(temporary, "xb") as file:
                 torch.save(checkpoint, file)
-                file.flush()
-                os.fsync(file.fileno())  # the bytes are on disk before the name points at them
+            # No fsync: it would double the cost of a save (~0.1 s for 25 MB on this class of
+            # machine). A process that dies (Ctrl-C, kill -9, out of memory, a full disk) never
+            # leaves a half-written checkpoint; for a power cut, ext4 (auto_da_alloc, its
+            # default) flushes a file's data before a rename replaces an existing one.
             os.replace(temporary, path)
         finally:
             temporary.unlink(missing_ok=True)

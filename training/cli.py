@@ -89,6 +89,11 @@ class CatsDogsCLI(LightningCLI):
             ckpt_path, *(logger_args.get(k) for k in ("save_dir", "name")) if logger_args else (None, None)
         )
         checkpoint = read_checkpoint(run.checkpoint)  # one line for anything that is not a checkpoint
+        if "optimizer_states" not in checkpoint:
+            raise ConfigError(
+                f"--ckpt_path {run.checkpoint} holds the weights only (for testing and predicting), "
+                "not a run's whole state; resume from the run folder or its checkpoints/last.ckpt"
+            )
         self.config.ckpt_path = str(run.checkpoint)
         if run.config_file is None:
             return  # a checkpoint from elsewhere: it continues with the config given here
