@@ -76,6 +76,14 @@ def write_jpeg_header_only(path: str | Path) -> Path:
     return path
 
 
+def write_random_bytes(path: str | Path, count: int = 2048, seed: int = 0) -> Path:
+    """`count` seeded random bytes: a file named like a photo that is no image at all."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(np.random.default_rng(seed).integers(0, 256, size=count, dtype=np.uint8).tobytes())
+    return path
+
+
 def write_text_as_jpg(path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -113,7 +121,7 @@ def make_layout(
     photo of each breed in test.
     """
     root = Path(root)
-    names = _layout_names(layout, n_per_class)
+    names = layout_files(layout, n_per_class)
     for index, (relative, label) in enumerate(names):
         color = CAT_COLOR if label == 1 else DOG_COLOR
         write_image(root / relative, color, size=size, noise=NOISE, seed=seed * 100_003 + index)
@@ -127,8 +135,9 @@ def make_layout(
     return root
 
 
-def _layout_names(layout: str, n: int) -> list[tuple[str, int]]:
-    """(relative path, label) of every photo of the layout; label 1 = cat."""
+def layout_files(layout: str, n: int) -> list[tuple[str, int]]:
+    """(relative path, label) of every photo make_layout writes; label 1 = cat, the task's
+    convention, spelled out here rather than imported so a flipped constant is caught."""
     if layout == "class_folders":  # Microsoft PetImages
         return [(f"Cat/{i}.jpg", 1) for i in range(n)] + [(f"Dog/{i}.jpg", 0) for i in range(n)]
     if layout == "split_folders":  # Google cats_and_dogs_filtered

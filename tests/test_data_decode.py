@@ -1,4 +1,8 @@
-"""decode_image / decode_many / find_image_files on tiny real files of every kind."""
+"""decode_image / decode_many / find_image_files on tiny real files of every kind.
+
+torchvision's own decoder (torchvision.io, libpng / libjpeg-turbo) and resize are the
+reference the decoded pixels are checked against.
+"""
 
 import os
 import warnings
@@ -6,7 +10,10 @@ import warnings
 import numpy as np
 import pytest
 import torch
+import torchvision.transforms.v2.functional as F
 from PIL import Image
+from torchvision.io import ImageReadMode, read_file
+from torchvision.io import decode_image as torchvision_decode
 
 from datasets import DataError, UnreadableImage, decode_image, decode_many, find_image_files
 from datasets.decode import PARALLEL_MIN_PATHS
@@ -16,12 +23,52 @@ from tests.image_factory import (
     write_gray16_png,
     write_image,
     write_jpeg_header_only,
+    write_random_bytes,
     write_text_as_jpg,
     write_thumbs_db,
     write_truncated_jpeg,
 )
 
+# torchvision 0.29 deprecates its decoders in favour of torchcodec; they still are the reference.
+pytestmark = pytest.mark.filterwarnings("ignore:The image decoding:DeprecationWarning")
 RED = (200, 30, 40)
+
+
+def torchvision_reference(path, image_size: int) -> torch.Tensor:
+    """torchvision's decode, shorter side resized to image_size (antialiased), centre crop."""
+    pixels = torchvision_decode(read_file(str(path)), mode=ImageReadMode.RGB)
+    return F.center_crop(F.resize(pixels, image_size, antialias=True), [image_size, image_size])
+
+
+def gradient(width: int, height: int) -> np.ndarray:
+    """(height, width, 3) uint8: red rises left to right, green top to bottom."""
+    y, x = np.mgrid[0:height, 0:width]
+    return np.stack(
+        [x * 255 // (width - 1), y * 255 // (height - 1), (x + y) * 255 // (width + height - 2)], -1
+    )
+
+
+@pytest.mark.parametrize(("fmt", "tolerance"), [("PNG", 0), ("JPEG", 2)])
+def test_pixels_equal_torchvision_decode_when_no_resize_is_needed(tmp_path, fmt, tolerance):
+    noise = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    path = tmp_path / f"noise.{fmt.lower()}"
+    Image.fromarray(noise).save(path, format=fmt, quality=90)
+    ours = decode_image(path, 16)
+    expected = torchvision_decode(read_file(str(path)), mode=ImageReadMode.RGB)
+    assert ours.dtype == torch.uint8 and ours.shape == expected.shape == (3, 16, 16)
+    assert (ours.int() - expected.int()).abs().max() <= tolerance
+    if fmt == "PNG":  # lossless: exactly the pixels written, channels first
+        assert torch.equal(ours, torch.from_numpy(noise).permute(2, 0, 1))
+
+
+@pytest.mark.parametrize("size", [(60, 40), (40, 60), (96, 64)])  # wide, tall, JPEG draft scale 1/4
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_resize_and_centre_crop_match_torchvision(tmp_path, fmt, size):
+    path = tmp_path / f"gradient.{fmt.lower()}"
+    Image.fromarray(gradient(*size).astype(np.uint8)).save(path, format=fmt, quality=95)
+    difference = (decode_image(path, 16).int() - torchvision_reference(path, 16).int()).abs()
+    limit = (0.5, 1) if fmt == "PNG" else (1.5, 8)  # JPEG: decoded at reduced scale, then resized
+    assert difference.float().mean() <= limit[0] and difference.max() <= limit[1]
 
 
 @pytest.mark.parametrize(
@@ -124,6 +171,7 @@ def test_big_jpeg_decodes_to_requested_size(tmp_path):
         (write_truncated_jpeg, "truncated.jpg", "truncated"),
         (write_jpeg_header_only, "header.jpg", "truncated"),
         (write_text_as_jpg, "text.jpg", "not an image"),
+        (write_random_bytes, "random.jpg", "not an image"),
         (write_thumbs_db, "Thumbs.db", "not an image"),
         (make_directory_named_image, "folder.jpg", "is a directory"),
     ],

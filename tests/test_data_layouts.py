@@ -1,118 +1,177 @@
-"""Folder layouts: detection, labels (cat = 1), source splits, errors."""
+"""Folder layouts: detection, labels (cat = 1), source splits, what is listed, errors."""
 
 import pytest
 
 from datasets import LAYOUTS, DataError
 from datasets.layouts import detect_layout, list_entries, resolve_layout
+from models.labels import CAT, DOG
 from tests.image_factory import (
+    layout_files,
     make_directory_named_image,
     make_layout,
     write_image,
     write_thumbs_db,
 )
 
+RED, BLUE = (255, 0, 0), (0, 0, 255)
+SMALL = (8, 8)
+
+
+def one_line(error: pytest.ExceptionInfo) -> str:
+    message = str(error.value)
+    assert "\n" not in message, message
+    return message
+
+
+def test_cat_is_the_positive_class():
+    assert (CAT, DOG) == (1, 0)
+
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_each_layout_is_detected_and_listed(tmp_path, layout):
-    root = make_layout(tmp_path / "pets", layout, n_per_class=4)
+def test_each_layout_is_detected_and_every_photo_labelled(tmp_path, layout):
+    root = make_layout(tmp_path / "pets", layout, n_per_class=3, size=SMALL)
     assert detect_layout(root) == layout
+    assert resolve_layout(root, layout) == layout  # forcing the right layout is accepted
     entries = list_entries(root, "auto")
-    held_out = 2 * 2 if layout == "split_folders" else 0  # 4 // 2 per class in validation/
-    assert len(entries) == 2 * 4 + held_out
+    # Exactly the files written, each with the label its folder or name gives it.
+    assert sorted((e.path, e.label) for e in entries) == sorted(layout_files(layout, 3))
     assert [e.path for e in entries] == sorted(e.path for e in entries)
-    assert all((root / e.path).is_file() and "\\" not in e.path for e in entries)
-    assert sum(e.label for e in entries) == len(entries) // 2
+    assert all((root / e.path).is_file() and not e.path.startswith("/") for e in entries)
+    assert {e.label for e in entries} == {CAT, DOG}
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
-def test_cat_is_label_one(tmp_path, layout):
-    root = make_layout(tmp_path / "pets", layout, n_per_class=3)
-    for entry in list_entries(root, layout):
-        name = entry.path.lower()
-        is_cat = "cat" in name or "abyssinian" in name
-        assert entry.label == (1 if is_cat else 0), entry.path
-
-
-@pytest.mark.parametrize(("cat_folder", "dog_folder"), [("Cat", "Dog"), ("cats", "DOGS"), ("CAT", "dog")])
-def test_class_folder_names_any_case_and_number(tmp_path, cat_folder, dog_folder):
-    write_image(tmp_path / cat_folder / "a.jpg", (255, 0, 0))
-    write_image(tmp_path / dog_folder / "b.jpg", (0, 0, 255))
-    write_image(tmp_path / "other" / "c.jpg", (0, 0, 255))  # not a class: ignored
+@pytest.mark.parametrize(
+    ("cat_folder", "dog_folder"), [("Cat", "Dog"), ("cats", "DOGS"), ("CAT", "dog"), ("Cats", "Dogs")]
+)
+def test_class_folders_any_case_and_plural_other_folders_ignored(tmp_path, cat_folder, dog_folder):
+    write_image(tmp_path / cat_folder / "a.jpg", RED, SMALL)
+    write_image(tmp_path / dog_folder / "b.jpg", BLUE, SMALL)
+    write_image(tmp_path / "holiday" / "c.jpg", BLUE, SMALL)  # not a class: ignored
+    write_image(tmp_path / "loose.jpg", BLUE, SMALL)  # no class folder: ignored
+    assert detect_layout(tmp_path) == "class_folders"
     entries = list_entries(tmp_path, "auto")
     assert [(e.path, e.label, e.source_split) for e in entries] == sorted(
-        [(f"{cat_folder}/a.jpg", 1, "train"), (f"{dog_folder}/b.jpg", 0, "train")]
+        [(f"{cat_folder}/a.jpg", CAT, "train"), (f"{dog_folder}/b.jpg", DOG, "train")]
     )
 
 
 def test_broken_files_are_entries_but_dot_files_are_not(tmp_path):
-    root = make_layout(tmp_path / "pets", "class_folders", n_per_class=2)
+    """Whether a file is an image is decided by decoding it later, so every visible file is
+    listed; hidden files (.DS_Store) and hidden folders are not."""
+    root = make_layout(tmp_path / "pets", "class_folders", n_per_class=2, size=SMALL)
     write_thumbs_db(root / "Cat" / "Thumbs.db")
     make_directory_named_image(root / "Dog" / "666.jpg")
     (root / "Cat" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
-    write_image(root / "Cat" / "nested" / "deep.jpg", (255, 0, 0))
-    paths = [e.path for e in list_entries(root, "class_folders")]
-    assert "Cat/Thumbs.db" in paths
-    assert "Dog/666.jpg" in paths  # a directory named like a photo, reported later
-    assert "Cat/nested/deep.jpg" in paths
-    assert not any(".DS_Store" in p for p in paths)
-
-
-@pytest.mark.parametrize("held_out", ["validation", "val", "test"])
-def test_split_folders_marks_held_out_folder_as_test(tmp_path, held_out):
-    for split in ("train", held_out):
-        write_image(tmp_path / split / "cats" / f"{split}_cat.jpg", (255, 0, 0))
-        write_image(tmp_path / split / "dogs" / f"{split}_dog.jpg", (0, 0, 255))
-    entries = list_entries(tmp_path, "auto")
-    assert detect_layout(tmp_path) == "split_folders"
-    assert {(e.path.split("/")[0], e.source_split) for e in entries} == {
-        ("train", "train"),
-        (held_out, "test"),
+    write_image(root / "Cat" / ".thumbnails" / "hidden.jpg", RED, SMALL)
+    write_image(root / "Cat" / "nested" / "deep.jpg", RED, SMALL)
+    labels = {e.path: e.label for e in list_entries(root, "class_folders")}
+    assert labels == {
+        "Cat/0.jpg": CAT,
+        "Cat/1.jpg": CAT,
+        "Cat/Thumbs.db": CAT,
+        "Cat/nested/deep.jpg": CAT,
+        "Dog/0.jpg": DOG,
+        "Dog/1.jpg": DOG,
+        "Dog/666.jpg": DOG,  # a directory named like a photo: reported when decoding
     }
 
 
-def test_split_folders_with_two_held_out_folders_is_an_error(tmp_path):
+@pytest.mark.parametrize("held_out", ["validation", "val", "test", "Validation"])
+def test_split_folders_mark_the_held_out_folder_as_test(tmp_path, held_out):
+    for split in ("train", held_out):
+        write_image(tmp_path / split / "cats" / f"{split}_cat.jpg", RED, SMALL)
+        write_image(tmp_path / split / "dogs" / f"{split}_dog.jpg", BLUE, SMALL)
+    assert detect_layout(tmp_path) == "split_folders"
+    entries = list_entries(tmp_path, "auto")
+    assert sorted((e.path, e.label, e.source_split) for e in entries) == sorted(
+        [
+            ("train/cats/train_cat.jpg", CAT, "train"),
+            ("train/dogs/train_dog.jpg", DOG, "train"),
+            (f"{held_out}/cats/{held_out}_cat.jpg", CAT, "test"),
+            (f"{held_out}/dogs/{held_out}_dog.jpg", DOG, "test"),
+        ]
+    )
+
+
+def test_split_folders_with_two_held_out_folders_is_a_one_line_error(tmp_path):
     for split in ("train", "val", "test"):
-        write_image(tmp_path / split / "cats" / "a.jpg", (255, 0, 0))
-    with pytest.raises(DataError, match="several held-out folders"):
+        write_image(tmp_path / split / "cats" / "a.jpg", RED, SMALL)
+    with pytest.raises(DataError) as error:
         detect_layout(tmp_path)
+    message = one_line(error)
+    assert "several held-out folders" in message and "val/" in message and "test/" in message
+    assert "keep one" in message
 
 
-def test_kaggle_flat_labels_from_file_name(tmp_path):
-    root = make_layout(tmp_path / "kaggle", "kaggle_flat", n_per_class=2)
+def test_kaggle_flat_labels_come_from_the_file_name(tmp_path):
+    root = make_layout(tmp_path / "kaggle", "kaggle_flat", n_per_class=2, size=SMALL)
+    write_image(root / "train" / "Cat.7.JPG", RED, SMALL)  # any case
+    (root / "train" / "readme.txt").write_text("not a photo of either class\n")
+    write_image(root / "train" / "catalogue.jpg", RED, SMALL)  # "cat" but not "cat.": no label
+    write_image(root / "test1" / "1.jpg", RED, SMALL)  # Kaggle's unlabelled test set
+    assert detect_layout(root) == "kaggle_flat"
     labels = {e.path: e.label for e in list_entries(root, "kaggle_flat")}
-    assert labels == {"train/cat.0.jpg": 1, "train/cat.1.jpg": 1, "train/dog.0.jpg": 0, "train/dog.1.jpg": 0}
-
-
-def test_oxford_annotations_decide_the_split(tmp_path):
-    root = make_layout(tmp_path / "oxford", "oxford_pet", n_per_class=8, annotations=True)
-    write_image(root / "images" / "Bengal_99.jpg", (255, 0, 0))  # in neither list -> train
-    splits = {e.path: e.source_split for e in list_entries(root, "oxford_pet")}
-    assert splits["images/Abyssinian_4.jpg"] == "test"
-    assert splits["images/american_bulldog_8.jpg"] == "test"
-    assert splits["images/Abyssinian_1.jpg"] == "train"
-    assert splits["images/Bengal_99.jpg"] == "train"
-    assert sum(split == "test" for split in splits.values()) == 4
-
-
-def test_oxford_without_annotations_is_all_train(tmp_path):
-    root = make_layout(tmp_path / "oxford", "oxford_pet", n_per_class=4)
+    assert labels == {
+        "train/Cat.7.JPG": CAT,
+        "train/cat.0.jpg": CAT,
+        "train/cat.1.jpg": CAT,
+        "train/dog.0.jpg": DOG,
+        "train/dog.1.jpg": DOG,
+    }
     assert {e.source_split for e in list_entries(root, "auto")} == {"train"}
 
 
-def test_unrecognised_folder_lists_every_layout_in_one_line(tmp_path):
-    write_image(tmp_path / "holiday" / "beach.jpg", (0, 0, 255))
+def test_oxford_capitalised_breed_is_a_cat(tmp_path):
+    for name in ("Abyssinian_1.jpg", "British_Shorthair_2.jpg", "american_bulldog_3.jpg", "pug_4.jpg"):
+        write_image(tmp_path / "images" / name, RED, SMALL)
+    write_image(tmp_path / "images" / "_5.jpg", RED, SMALL)  # no breed: no label, not listed
+    assert detect_layout(tmp_path) == "oxford_pet"
+    labels = {e.path: e.label for e in list_entries(tmp_path, "auto")}
+    assert labels == {
+        "images/Abyssinian_1.jpg": CAT,
+        "images/British_Shorthair_2.jpg": CAT,
+        "images/american_bulldog_3.jpg": DOG,
+        "images/pug_4.jpg": DOG,
+    }
+
+
+def test_oxford_annotation_lists_decide_the_source_split(tmp_path):
+    root = make_layout(tmp_path / "oxford", "oxford_pet", n_per_class=8, size=SMALL, annotations=True)
+    with open(root / "annotations" / "test.txt", "a") as listing:
+        listing.write("#Image CLASS-ID SPECIES BREED ID\n\n")  # comments and blank lines are fine
+    write_image(root / "images" / "Bengal_99.jpg", RED, SMALL)  # in neither list -> train
+    splits = {e.path: e.source_split for e in list_entries(root, "oxford_pet")}
+    test_lines = (root / "annotations" / "test.txt").read_text().split("\n")
+    in_test = {f"images/{line.split()[0]}.jpg" for line in test_lines if line and not line.startswith("#")}
+    assert len(in_test) == 4  # every fourth photo of each breed
+    assert {path for path, split in splits.items() if split == "test"} == in_test
+    assert splits["images/Bengal_99.jpg"] == "train"
+
+
+def test_oxford_lone_test_list_is_ignored(tmp_path):
+    root = make_layout(tmp_path / "oxford", "oxford_pet", n_per_class=4, size=SMALL, annotations=True)
+    (root / "annotations" / "trainval.txt").unlink()  # a half-copied annotations/ folder
+    assert {e.source_split for e in list_entries(root, "auto")} == {"train"}
+
+
+def test_unrecognised_folder_is_one_line_naming_every_layout_and_the_fix(tmp_path):
+    write_image(tmp_path / "holiday" / "beach.jpg", BLUE, SMALL)
     with pytest.raises(DataError) as error:
         detect_layout(tmp_path)
-    message = str(error.value)
-    assert "\n" not in message
+    message = one_line(error)
+    assert str(tmp_path) in message
     assert all(layout in message for layout in LAYOUTS)
-    assert "--data.layout" in message
+    assert "--data.root" in message and "--data.layout" in message
 
 
-def test_forced_layout_that_does_not_match_is_an_error(tmp_path):
-    root = make_layout(tmp_path / "pets", "class_folders", n_per_class=2)
-    assert resolve_layout(root, "class_folders") == "class_folders"
-    with pytest.raises(DataError, match="does not look like layout oxford_pet"):
+def test_forced_layout_that_does_not_match_or_does_not_exist_is_an_error(tmp_path):
+    root = make_layout(tmp_path / "pets", "class_folders", n_per_class=2, size=SMALL)
+    with pytest.raises(DataError) as error:
         list_entries(root, "oxford_pet")
-    with pytest.raises(DataError, match="unknown data.layout 'petimages'"):
+    message = one_line(error)
+    assert "does not look like layout oxford_pet" in message and "images/" in message
+    assert "--data.layout auto" in message
+    with pytest.raises(DataError) as error:
         resolve_layout(root, "petimages")
+    message = one_line(error)
+    assert "unknown data.layout 'petimages'" in message and all(layout in message for layout in LAYOUTS)

@@ -1,6 +1,7 @@
 """split_indices: seeded, disjoint by index and by content, source test split respected."""
 
 import numpy as np
+import pytest
 
 from datasets.splits import split_indices
 
@@ -29,6 +30,38 @@ def test_same_seed_same_split_other_seed_other_split():
     assert {name: len(idx) for name, idx in first.items()} == {"train": 144, "val": 16, "test": 40}
     assert sorted(np.concatenate(list(first.values()))) == list(range(200))
     assert_disjoint(first, hashes)
+
+
+def test_each_seed_draws_its_own_split():
+    hashes, sources = unique_hashes(60), ["train"] * 60
+    drawn = [split_indices(hashes, sources, 0.2, 0.2, seed=seed) for seed in range(8)]
+    assert len({tuple(s["test"]) for s in drawn}) == 8
+    assert len({tuple(s["val"]) for s in drawn}) == 8
+    assert all(np.array_equal(s["train"], split_indices(hashes, sources, 0.2, 0.2, seed=i)["train"])
+               for i, s in enumerate(drawn))  # fmt: skip
+
+
+def expected_count(fraction: float, groups: int) -> int:
+    """The documented rule: round(fraction * groups), at least 1 when fraction > 0, at most
+    groups - 1 so training keeps a photo."""
+    if fraction <= 0 or groups < 2:
+        return 0
+    return min(max(1, round(fraction * groups)), groups - 1)
+
+
+@pytest.mark.parametrize("n", [3, 10, 37, 200, 1001])
+@pytest.mark.parametrize(
+    ("val_fraction", "test_fraction"), [(0.1, 0.1), (0.25, 0.0), (0.0, 0.3), (0.49, 0.49)]
+)
+def test_fractions_are_respected(n, val_fraction, test_fraction):
+    hashes = unique_hashes(n)
+    splits = split_indices(hashes, ["train"] * n, val_fraction, test_fraction, seed=n)
+    test = expected_count(test_fraction, n)
+    assert len(splits["test"]) == test
+    assert len(splits["val"]) == expected_count(val_fraction, n - test)
+    assert len(splits["train"]) == n - test - len(splits["val"]) >= 1
+    assert sorted(np.concatenate(list(splits.values())).tolist()) == list(range(n))  # nothing lost
+    assert_disjoint(splits, hashes)
 
 
 def test_split_does_not_depend_on_file_order():

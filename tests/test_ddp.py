@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torchmetrics.functional.classification import binary_accuracy
 
-from datasets import CatsDogsDataModule
-from models.checkpoint import load_classifier
+from datasets.datamodule import CatsDogsDataModule
+from inference import load_model
 from tests.image_factory import write_image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -103,7 +103,7 @@ def test_ddp_validation_accuracy_equals_single_process(runs):
     reshuffles the training order, so the batches (and their random flips) differ.
     """
     work, root, single, ddp = runs
-    match = re.search(r"val\s+(\d+) images", single.stdout)
+    match = re.search(r"val\s+(\d+) photos", single.stdout)
     assert match, single.stdout
     num_val = int(match.group(1))
     # Lightning's default DistributedSampler would repeat one of an odd count to even out the ranks.
@@ -111,7 +111,7 @@ def test_ddp_validation_accuracy_equals_single_process(runs):
 
     # The oracle: the checkpoint's own p_cat on every validation image, in one process.
     checkpoint = work / "single" / "runs" / "mlp_article" / "version_0" / "checkpoints" / "last.ckpt"
-    classifier = load_classifier(checkpoint)
+    classifier = load_model(checkpoint)
     data = CatsDogsDataModule(
         str(root), image_size=16, val_fraction=VAL_FRACTION, cache_dir=str(work / "cache")
     )
@@ -120,7 +120,7 @@ def test_ddp_validation_accuracy_equals_single_process(runs):
     batches = list(data.val_dataloader())  # in order, unshuffled: what DDP splits between ranks
     labels = torch.cat([batch_labels for _, batch_labels in batches])  # (num_val,)
     with torch.inference_mode():
-        p_cat = torch.cat([classifier.p_cat(images) for images, _ in batches])  # (num_val,)
+        p_cat = torch.cat([classifier(images) for images, _ in batches])  # (num_val,)
     assert len(p_cat) == num_val
     expected = binary_accuracy(p_cat, labels.long()).item()
     # Rank r sees images r, r + 2, ...: with unsynchronised metrics rank 0 would log this instead.

@@ -1,275 +1,188 @@
-"""export.py and deploy/: every format gives the checkpoint's own p_cat from uint8 pixels.
+"""export.py: every format it offers gives the checkpoint's own p_cat, read back by load_model.
 
-The oracle is the checkpoint: `load_classifier(ckpt).p_cat(x)` on the same uint8 batch.
-ONNX runs in onnxruntime, TorchScript in torch.jit, safetensors is rebuilt from the zoo.
+The checkpoint is the trained run's best.ckpt (a copy, so files written beside it stay out
+of the run folder); the photos are the run's own, decoded as training decoded them. ONNX is
+also run by hand, as someone with only the .onnx file and onnxruntime would run it.
 """
 
-import csv
-import importlib.util
 import json
-import subprocess
-import sys
-import zipfile
+import shutil
 from pathlib import Path
 
-import lightning
+import numpy as np
 import pytest
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from PIL import Image, ImageOps
 
-from deploy import ExportError, load_exported
-from deploy.exporters import FORMATS, export_model
-from inference.predictor import is_export_file
-from models import list_models
-from models.checkpoint import load_classifier
-from models.classifier import CatsDogsClassifier
-from tests.image_factory import make_layout
-
-REPO = Path(__file__).resolve().parents[1]
-IMAGE_SIZE = 16
-THRESHOLD = 0.4  # not the default, so the metadata check can tell it was recorded
-TINY_KWARGS = {  # each family small enough to train for an epoch in well under a second
-    "mlp": {"hidden_dims": [16, 8], "norm": "batch", "dropout": 0.2},  # eval-mode BN and dropout
-    "mixer": {"patch_size": 4, "width": 8, "depth": 1, "token_hidden": 8, "channel_hidden": 8},
-    "resmlp": {"width": 16, "depth": 1},
-}
-HAS_ONNX = all(importlib.util.find_spec(name) for name in ("onnx", "onnxruntime"))
-needs_onnx = pytest.mark.skipif(
-    not HAS_ONNX, reason="onnx and onnxruntime are not installed (pip install onnx onnxruntime)"
-)
-FORMAT_PARAMS = [pytest.param("onnx", marks=needs_onnx), "torchscript", "safetensors"]
-
-
-def uint8_images(count: int, seed: int = 0) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randint(0, 256, (count, 3, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8, generator=generator)
-
-
-def train_checkpoint(path: Path, network: str, **options: object) -> Path:
-    """One real Lightning epoch on random uint8 images, saved the way train.py saves."""
-    torch.manual_seed(0)
-    model = CatsDogsClassifier(
-        network=network,
-        image_size=IMAGE_SIZE,
-        network_kwargs=TINY_KWARGS.get(network, {}),
-        lr=1e-2,
-        threshold=THRESHOLD,
-        **options,
-    )
-    # Statistics a datamodule would measure; not 0.5/0.25, so a dropped normalisation shows.
-    model.channel_mean.copy_(torch.tensor([0.55, 0.45, 0.35]))
-    model.channel_std.copy_(torch.tensor([0.20, 0.25, 0.30]))
-    images, labels = uint8_images(32), (torch.arange(32) % 2).float()
-    trainer = lightning.Trainer(
-        max_epochs=1,
-        logger=False,
-        enable_progress_bar=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-    )
-    trainer.fit(model, DataLoader(TensorDataset(images, labels), batch_size=8, shuffle=True))
-    trainer.save_checkpoint(path)
-    return path
+import export
+import predict
+from datasets import decode_many, find_image_files
+from inference import ExportedModel, PCatModel, load_model
+from inference.export import FORMATS, export_model
+from inference.loading import file_kind
+from tests.conftest import run_script
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("checkpoints")
-    return {name: train_checkpoint(folder / f"{name}.ckpt", name) for name in list_models()}
+def checkpoint(trained_run, tmp_path_factory) -> Path:
+    copy = tmp_path_factory.mktemp("run") / "best.ckpt"
+    shutil.copyfile(trained_run.best, copy)
+    return copy
 
 
-@pytest.mark.parametrize("network", list_models())
-@pytest.mark.parametrize("export_format", FORMAT_PARAMS)
-def test_exported_model_gives_the_checkpoints_p_cat(checkpoints, tmp_path, network, export_format):
-    checkpoint = checkpoints[network]
-    exported = load_exported(export_model(checkpoint, export_format, tmp_path / f"model.{export_format}"))
-    assert exported.format == export_format
-    classifier = load_classifier(checkpoint)
-    for batch_size in (1, 5):  # traced with 2 images: the batch axis must stay dynamic
-        images = uint8_images(batch_size, seed=batch_size)
-        with torch.inference_mode():
-            expected = classifier.p_cat(images)  # (B,)
-        p_cat = exported.p_cat(images)
-        assert p_cat.shape == (batch_size,) and p_cat.dtype == torch.float32
-        torch.testing.assert_close(p_cat, expected, rtol=0, atol=1e-5)
-    assert not torch.allclose(expected, torch.full_like(expected, expected[0].item()))  # not degenerate
+@pytest.fixture(scope="module")
+def photos(trained_run, checkpoint) -> tuple[list[str], torch.Tensor]:
+    """The readable photos' paths and pixels, uint8 (N, 3, S, S), as predict.py decodes them."""
+    decoded = decode_many(
+        find_image_files([str(trained_run.pets)]), load_model(checkpoint).image_size, workers=1
+    )
+    readable = [(path, image) for path, image, _ in decoded if image is not None]
+    return [path for path, _ in readable], torch.stack([image for _, image in readable])
 
 
-@pytest.mark.parametrize("export_format", FORMAT_PARAMS)
-def test_flip_averaging_travels_into_every_format(tmp_path, export_format):
-    checkpoint = train_checkpoint(tmp_path / "tta.ckpt", "mixer", tta_flip=True)
-    exported = load_exported(export_model(checkpoint, export_format, tmp_path / f"model.{export_format}"))
-    assert exported.metadata["tta_flip"] == "true"
-    classifier = load_classifier(checkpoint)
-    images = uint8_images(5, seed=7)
+@pytest.fixture(scope="module")
+def expected(checkpoint, photos) -> torch.Tensor:
     with torch.inference_mode():
-        z_photo = classifier.network(classifier.normalize(images))
-        z_mirror = classifier.network(classifier.normalize(images.flip(-1)))
-    expected = torch.sigmoid((z_photo + z_mirror) / 2)
-    torch.testing.assert_close(exported.p_cat(images), expected, rtol=0, atol=1e-5)
-    assert (torch.sigmoid(z_photo) - expected).abs().max() > 1e-4  # the mirror pass changed p_cat
+        return load_model(checkpoint)(photos[1])  # (N,)
 
 
-@pytest.mark.parametrize("export_format", FORMAT_PARAMS)
-def test_per_image_normalisation_travels_into_every_format(tmp_path, export_format):
-    checkpoint = train_checkpoint(tmp_path / "per_image.ckpt", "mlp", input_norm="per_image")
-    exported = load_exported(export_model(checkpoint, export_format, tmp_path / f"model.{export_format}"))
-    assert exported.metadata["input_norm"] == "per_image"
-    classifier = load_classifier(checkpoint)
-    images = uint8_images(5, seed=8)
-    images[0] = images[0] // 4  # a dark photo: per_image scales it up, the dataset statistics would not
+@pytest.fixture(scope="module")
+def onnx_from_cli(checkpoint, tmp_path_factory):
+    """`python export.py --ckpt .../best.ckpt --format onnx`, typed in another folder."""
+    result = run_script(
+        "export.py", "--ckpt", checkpoint, "--format", "onnx", cwd=tmp_path_factory.mktemp("cwd")
+    )
+    return result, checkpoint.with_suffix(".onnx")
+
+
+@pytest.fixture(scope="module")
+def predicted(trained_run, checkpoint, tmp_path_factory) -> dict[str, float]:
+    """predict.py's p_cat per photo for the checkpoint (JSON, full precision)."""
+    output = tmp_path_factory.mktemp("predicted") / "checkpoint.json"
+    args = ["--ckpt", str(checkpoint), "--format", "json", "--output", str(output), "--workers", "1"]
+    assert predict.main([*args, str(trained_run.pets)]) == 0
+    return {row["path"]: row["p_cat"] for row in json.loads(output.read_text())}
+
+
+def test_export_py_writes_onnx_beside_the_checkpoint(onnx_from_cli):
+    result, path = onnx_from_cli
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert path.is_file() and str(path) in result.stdout
+    assert result.stderr == ""
+    assert not list(path.parent.glob("*.partial"))
+
+
+@pytest.mark.parametrize("export_format", list(FORMATS))
+def test_every_format_loads_back_with_the_checkpoints_p_cat(
+    export_format, checkpoint, photos, expected, onnx_from_cli, tmp_path, capsys
+):
+    if export_format == "onnx":
+        path = onnx_from_cli[1]
+        assert onnx_from_cli[0].returncode == 0, onnx_from_cli[0].stderr[-2000:]
+    else:
+        path = tmp_path / "exports" / f"model{FORMATS[export_format]}"
+        status = export.main(["--ckpt", str(checkpoint), "--format", export_format, "--output", str(path)])
+        assert status == 0, capsys.readouterr().err
+        assert str(path) in capsys.readouterr().out
+    assert file_kind(path) == export_format  # recognised by content, whatever the name
+    exported = load_model(path)
+    source = load_model(checkpoint)
+    if export_format == "safetensors":  # tensors and config only: rebuilt as the full model
+        assert isinstance(exported, PCatModel) and not exported.training
+    else:
+        assert isinstance(exported, ExportedModel) and exported.kind == export_format
+    assert (exported.image_size, exported.threshold) == (source.image_size, source.threshold)
+    images = photos[1]
+    with torch.inference_mode():
+        for batch in (images, images[:1], images[5:8]):  # traced with 2 photos: any batch size
+            p_cat = exported(batch)
+            assert p_cat.shape == (len(batch),) and p_cat.dtype == torch.float32
+        p_cat = exported(images)
+    torch.testing.assert_close(p_cat, expected, rtol=0, atol=1e-5)
+    torch.testing.assert_close(exported(images[5:8]), expected[5:8], rtol=0, atol=1e-5)
+    assert expected.max() - expected.min() > 0.05  # photos that the model tells apart
+
+
+@pytest.mark.parametrize("export_format", list(FORMATS))
+def test_predict_py_gives_the_same_p_cat_for_the_export(
+    export_format, checkpoint, predicted, trained_run, tmp_path
+):
+    path = export_model(load_model(checkpoint), export_format, tmp_path / f"model{FORMATS[export_format]}")
+    output = tmp_path / "export.json"
+    args = ["--ckpt", str(path), "--format", "json", "--output", str(output), "--workers", "1"]
+    assert predict.main([*args, str(trained_run.pets)]) == 0
+    rows = {row["path"]: row for row in json.loads(output.read_text())}
+    assert rows.keys() == predicted.keys()
+    for photo, row in rows.items():
+        assert row["p_cat"] == pytest.approx(predicted[photo], abs=1e-5)
+        assert row["label"] == ("cat" if row["p_cat"] >= 0.5 else "dog")  # the model's threshold
+
+
+def decode_by_hand(path: str, size: int) -> np.ndarray | None:
+    """The README's preprocessing, written by a user who has only PIL and the .onnx file:
+    EXIF-rotated RGB, the central square resized to size x size (bilinear), uint8 (3, S, S).
+    JPEGs are read at the smallest 1/2, 1/4 or 1/8 scale not below `size` (PIL's draft),
+    as the project decodes them; without that step p_cat differs by up to ~3e-3."""
+    try:
+        with Image.open(path) as image:
+            image.draft("RGB", (size, size))
+            image = ImageOps.exif_transpose(image).convert("RGB")
+    except OSError:  # not an image: a user's script skips it
+        return None
+    width, height = image.size
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    square = image.resize((size, size), Image.Resampling.BILINEAR, box=(left, top, left + side, top + side))
+    return np.asarray(square, dtype=np.uint8).transpose(2, 0, 1)  # (H, W, 3) -> (3, H, W)
+
+
+def test_onnx_by_hand_in_onnxruntime_reproduces_predict_py(onnx_from_cli, predicted, trained_run):
+    import onnxruntime
+
+    assert onnx_from_cli[0].returncode == 0, onnx_from_cli[0].stderr[-2000:]
+    session = onnxruntime.InferenceSession(str(onnx_from_cli[1]), providers=["CPUExecutionProvider"])
+    (images,) = session.get_inputs()
+    batch, channels, height, width = images.shape
+    assert images.type == "tensor(uint8)" and isinstance(batch, str)  # raw pixels, any batch size
+    assert channels == 3 and height == width
+    config = json.loads(session.get_modelmeta().custom_metadata_map["config"])
+    assert config["image_size"] == height
+
+    paths = find_image_files([str(trained_run.pets)])
+    pixels = {path: decode_by_hand(path, height) for path in paths}
+    readable = [path for path in paths if pixels[path] is not None]
+    assert sorted(readable) == sorted(predicted)  # the same photo is the unreadable one
+    (p_cat,) = session.run(None, {images.name: np.stack([pixels[path] for path in readable])})
+    assert p_cat.shape == (len(readable),)
+    for path, value in zip(readable, p_cat.tolist(), strict=True):
+        assert value == pytest.approx(predicted[path], abs=1e-4), path
+
+
+def test_export_never_overwrites_the_checkpoint_it_reads(checkpoint, tmp_path, capsys):
+    named_pt = tmp_path / "model.pt"  # a checkpoint named .pt: TorchScript's default name
+    shutil.copyfile(checkpoint, named_pt)
+    assert export.main(["--ckpt", str(named_pt), "--format", "torchscript"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "model.pt" in line and "--output" in line
+    assert named_pt.read_bytes() == checkpoint.read_bytes()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["model.pt"]
+
+
+@pytest.mark.parametrize("export_format", list(FORMATS))
+def test_flip_averaging_and_per_image_normalisation_travel_into_every_format(export_format, photos, tmp_path):
+    # A Mixer (LayerNorm, patches) with both options on; untrained weights are enough.
+    torch.manual_seed(0)
+    tiny = {"patch_size": 4, "width": 8, "depth": 1, "token_hidden": 8, "channel_hidden": 8}
+    model = PCatModel(
+        "mixer", tiny, image_size=photos[1].shape[-1], input_norm="per_image", tta_flip=True
+    ).eval()
+    exported = load_model(export_model(model, export_format, tmp_path / f"mixer{FORMATS[export_format]}"))
+    images = photos[1]
     with torch.inference_mode():
         x = images.float()
         x = (x - x.mean(dim=(1, 2, 3), keepdim=True)) / x.std(dim=(1, 2, 3), keepdim=True)
-        expected = torch.sigmoid(classifier.network(x))
-    torch.testing.assert_close(exported.p_cat(images), expected, rtol=0, atol=1e-5)
-    torch.testing.assert_close(classifier.p_cat(images), expected, rtol=0, atol=1e-5)
-
-
-@pytest.mark.parametrize("export_format", FORMAT_PARAMS)
-def test_every_format_records_image_size_and_threshold(checkpoints, tmp_path, export_format):
-    path = export_model(checkpoints["mlp"], export_format, tmp_path / f"model.{export_format}")
-    metadata = raw_metadata(path, export_format)  # read with the format's own tools
-    assert metadata["image_size"] == str(IMAGE_SIZE)
-    assert float(metadata["threshold"]) == THRESHOLD
-    assert metadata["network"] == "mlp"
-    assert json.loads(metadata["network_kwargs"]) == TINY_KWARGS["mlp"]
-    exported = load_exported(path)
-    assert (exported.image_size, exported.threshold) == (IMAGE_SIZE, THRESHOLD)
-
-
-def raw_metadata(path: Path, export_format: str) -> dict[str, str]:
-    if export_format == "onnx":
-        import onnx
-
-        return {prop.key: prop.value for prop in onnx.load(str(path)).metadata_props}
-    if export_format == "torchscript":
-        with zipfile.ZipFile(path) as archive:
-            (name,) = [n for n in archive.namelist() if n.endswith("extra/catsdogs.json")]
-            return json.loads(archive.read(name))
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as file:
-        return file.metadata()
-
-
-@needs_onnx
-def test_onnx_has_a_dynamic_batch_axis_and_opset_17(checkpoints, tmp_path):
-    import onnx
-
-    model = onnx.load(str(export_model(checkpoints["mixer"], "onnx", tmp_path / "mixer.onnx")))
-    assert max(opset.version for opset in model.opset_import if opset.domain in ("", "ai.onnx")) >= 17
-    (images,) = model.graph.input
-    batch, *rest = images.type.tensor_type.shape.dim
-    assert batch.dim_param == "batch" and [d.dim_value for d in rest] == [3, IMAGE_SIZE, IMAGE_SIZE]
-    assert images.type.tensor_type.elem_type == onnx.TensorProto.UINT8  # preprocessing is inside
-
-
-def test_predict_py_gives_the_same_p_cat_for_checkpoint_and_exports(checkpoints, tmp_path):
-    import predict
-
-    photos = make_layout(tmp_path / "photos", "class_folders", n_per_class=6)
-    models = {"checkpoint": checkpoints["mlp"]}
-    for export_format in FORMATS if HAS_ONNX else ("torchscript", "safetensors"):
-        models[export_format] = export_model(
-            checkpoints["mlp"], export_format, tmp_path / f"m.{export_format}"
-        )
-    predictions = {}
-    for name, path in models.items():
-        out = tmp_path / f"{name}.csv"
-        assert predict.main(["--ckpt", str(path), "--output", str(out), "--workers", "1", str(photos)]) == 0
-        predictions[name] = {row["path"]: row for row in csv.DictReader(out.open())}
-    reference = predictions.pop("checkpoint")
-    assert len(reference) == 12
-    for name, rows in predictions.items():
-        assert rows.keys() == reference.keys(), name
-        for path, row in rows.items():
-            assert float(row["p_cat"]) == pytest.approx(float(reference[path]["p_cat"]), abs=1e-5), name
-            # No --threshold: the model's own (0.4) decides, recorded in every format.
-            assert row["label"] == ("cat" if float(row["p_cat"]) >= THRESHOLD else "dog")
-            assert row["label"] == reference[path]["label"], name
-
-
-def test_deploy_loader_runs_without_importing_lightning(checkpoints, tmp_path):
-    paths = [
-        export_model(checkpoints["mlp"], f, tmp_path / f"m.{f}") for f in FORMATS if HAS_ONNX or f != "onnx"
-    ]
-    script = f"""
-import sys, torch
-from deploy import load_exported
-for path in {[str(p) for p in paths]!r}:
-    p_cat = load_exported(path).p_cat(torch.zeros(2, 3, {IMAGE_SIZE}, {IMAGE_SIZE}, dtype=torch.uint8))
-    assert p_cat.shape == (2,)
-training = ("lightning", "pytorch_lightning", "torchmetrics")
-loaded = sorted(m for m in sys.modules if m.split(".")[0] in training)
-print("training modules:", loaded)
-assert not loaded
-"""
-    result = subprocess.run(
-        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stdout + result.stderr[-2000:]
-
-
-@pytest.mark.parametrize("kind", ["safetensors", "checkpoint"])
-def test_predict_py_imports_no_lightning(checkpoints, tmp_path, kind):
-    # Neither an export nor a training checkpoint needs the trainer to predict (start-up time).
-    if kind == "checkpoint":
-        path = checkpoints["mlp"]
-    else:
-        path = export_model(checkpoints["mlp"], "safetensors", tmp_path / "m.safetensors")
-    photos = make_layout(tmp_path / "photos", "class_folders", n_per_class=1)
-    script = f"""
-import runpy, sys
-sys.argv = ["predict.py", "--ckpt", {str(path)!r}, "--workers", "1", {str(photos)!r}]
-try:
-    runpy.run_path("predict.py", run_name="__main__")
-except SystemExit as stop:
-    assert stop.code == 0, stop.code
-assert "lightning" not in sys.modules, "predict.py imported Lightning"
-"""
-    result = subprocess.run(
-        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-
-
-def test_export_cli_writes_beside_the_checkpoint_and_reports_bad_input(checkpoints, tmp_path):
-    checkpoint = tmp_path / "best.ckpt"
-    checkpoint.write_bytes(checkpoints["logreg"].read_bytes())
-    result = subprocess.run(
-        [sys.executable, str(REPO / "export.py"), "--ckpt", str(checkpoint), "--format", "safetensors"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    assert (tmp_path / "best.safetensors").is_file() and "best.safetensors" in result.stdout
-    assert not list(tmp_path.glob("*.partial"))
-
-    fake = tmp_path / "fake.ckpt"
-    fake.write_bytes(b"not a checkpoint")
-    bad = subprocess.run(
-        [sys.executable, str(REPO / "export.py"), "--ckpt", str(fake), "--format", "torchscript"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert bad.returncode == 2
-    assert bad.stderr.count("\n") == 1 and "fake.ckpt" in bad.stderr and "Traceback" not in bad.stderr
-
-
-def test_checkpoints_and_damaged_files_are_not_taken_for_exports(checkpoints, tmp_path):
-    checkpoint = checkpoints["mlp"]
-    assert not is_export_file(checkpoint)
-    renamed = tmp_path / "weights.pt"  # a torch.save checkpoint named .pt is still a checkpoint
-    renamed.write_bytes(checkpoint.read_bytes())
-    assert not is_export_file(renamed)
-    with pytest.raises(ExportError, match="not an exported model"):
-        load_exported(checkpoint)
-    for name in ("model.onnx", "model.safetensors"):
-        (tmp_path / name).write_bytes(b"\x08\x07garbage")
-        assert is_export_file(tmp_path / name)
-        with pytest.raises(ExportError, match=name):
-            load_exported(tmp_path / name)
+        z_photo, z_mirror = model.network(x), model.network(x.flip(-1))
+        by_hand = torch.sigmoid((z_photo + z_mirror) / 2)
+        torch.testing.assert_close(exported(images), by_hand, rtol=0, atol=1e-5)
+    assert (torch.sigmoid(z_photo) - by_hand).abs().max() > 1e-4  # the mirror pass does change p_cat
+    assert exported.config["tta_flip"] is True and exported.config["input_norm"] == "per_image"

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from models import DenseLayer, ModelConfigError, create_model, list_models
+from models import DenseLayer, ModelConfigError, PCatModel, create_model, list_models
 from models.layers import ACTIVATIONS
 
 IMAGE_SIZE = 16
@@ -115,20 +115,22 @@ def test_mixer_token_mixing_is_wx_plus_b_across_patches():
 
 
 def test_per_image_normalisation_takes_out_brightness_and_contrast():
-    from models.preprocess import normalize_images
-
     generator = torch.Generator().manual_seed(0)
     photo = torch.randint(0, 100, (1, 3, 8, 8), dtype=torch.uint8, generator=generator)
     brighter = photo * 2 + 10  # the same photo, more contrast and light
     flat = torch.full((1, 3, 8, 8), 77, dtype=torch.uint8)  # no contrast at all: must not divide by 0
-    mean, std = torch.full((3,), 0.5), torch.full((3,), 0.25)
-    x = normalize_images(torch.cat([photo, brighter, flat]), mean, std, "per_image")
+    model = PCatModel("logreg", image_size=8, input_norm="per_image")
+    x = model.normalize(torch.cat([photo, brighter, flat]))
     torch.testing.assert_close(x[0], x[1])
     torch.testing.assert_close(x[0].mean(), torch.tensor(0.0), atol=1e-6, rtol=0)
     torch.testing.assert_close(x[0].std(), torch.tensor(1.0))
     assert torch.equal(x[2], torch.zeros_like(x[2]))
-    dataset = normalize_images(photo, mean, std)  # the default: the training split's statistics
-    torch.testing.assert_close(dataset, (photo / 255 - 0.5) / 0.25)
+    model = PCatModel("logreg", image_size=8)  # the default: the training split's statistics
+    model.set_channel_stats(torch.tensor([0.4, 0.5, 0.6]), torch.tensor([0.2, 0.25, 0.0]))
+    expected = (photo / 255 - torch.tensor([0.4, 0.5, 0.6]).view(1, 3, 1, 1)) / torch.tensor(
+        [0.2, 0.25, 1e-3]  # a constant channel's std is floored, not divided by
+    ).view(1, 3, 1, 1)
+    torch.testing.assert_close(model.normalize(photo), expected)
 
 
 def test_spatial_shift_moves_each_quarter_of_the_channels_one_token():

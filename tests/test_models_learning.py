@@ -43,5 +43,5 @@ def test_logreg_reaches_100_percent_training_accuracy_on_a_linearly_separable_se
     assert trainer.callback_metrics["train/acc"] == 1.0  # the last epoch's, as logged
     model.eval()
     with torch.no_grad():
-        predicted = (model.p_cat(images) >= 0.5).long()  # the article's rule: p_cat >= 0.5 means cat
+        predicted = (model.model(images) >= 0.5).long()  # the article's rule: p_cat >= 0.5 means cat
     assert torch.equal(predicted, labels)

@@ -1,4 +1,4 @@
-"""EMA of the weights through Lightning's EMAWeightAveraging, as configs/mixer.yaml turns it on.
+"""EMA of the weights through Lightning's EMAWeightAveraging, added to any config on the command line.
 
 The averaged weights are what gets validated, checkpointed as `state_dict` and so predicted
 with; the raw weights ride along for resuming. Real train.py runs on a tiny JPEG folder.
@@ -12,8 +12,7 @@ import pytest
 import torch
 
 from datasets import decode_image
-from inference import CatsDogsPredictor
-from models.checkpoint import load_classifier, read_checkpoint
+from inference import CatsDogsPredictor, load_model, read_checkpoint
 from tests.image_factory import make_layout
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,32 +47,46 @@ def test_checkpoint_holds_the_average_and_the_raw_weights(run):
     checkpoint = read_checkpoint(work / "runs/mlp_article/version_0/checkpoints/last.ckpt")
     average, raw = checkpoint["state_dict"], checkpoint["current_model_state"]
     assert average.keys() == raw.keys()
-    weight = "network.hidden.layer1.linear.weight"
+    weight = "model.network.hidden.layer1.linear.weight"
     assert not torch.equal(average[weight], raw[weight])  # decay 0.9: the average lags behind
     steps = checkpoint["global_step"]
     assert steps >= 4 and checkpoint["averaging_state"]["n_averaged"].item() == steps  # one update a step
-    torch.testing.assert_close(average["channel_mean"], raw["channel_mean"])  # statistics, not averaged away
+    torch.testing.assert_close(
+        average["model.channel_mean"], raw["model.channel_mean"]
+    )  # statistics, not averaged away
 
 
 def test_predictions_use_the_averaged_weights(run):
     work, pets = run
     path = work / "runs/mlp_article/version_0/checkpoints/last.ckpt"
     checkpoint = read_checkpoint(path)
-    classifier = load_classifier(path)  # loads `state_dict`: the average
-    raw = load_classifier(path)
-    raw.load_state_dict(checkpoint["current_model_state"])
+    averaged = load_model(path)  # loads `state_dict`: the average
+    raw = load_model(path)
+    raw.load_state_dict(
+        {
+            k.removeprefix("model."): v
+            for k, v in checkpoint["current_model_state"].items()
+            if k.startswith("model.")
+        }
+    )
     images = torch.stack([decode_image(photo, 16) for photo in sorted((pets / "Cat").glob("*.jpg"))[:4]])
     predicted = CatsDogsPredictor.from_file(path).p_cat(images)
     with torch.inference_mode():
-        torch.testing.assert_close(predicted, classifier.p_cat(images), rtol=0, atol=1e-6)
-        assert (predicted - raw.p_cat(images)).abs().max() > 1e-5
+        torch.testing.assert_close(predicted, averaged(images), rtol=0, atol=1e-6)
+        assert (predicted - raw(images)).abs().max() > 1e-5
 
 
 def test_resume_continues_the_average(run):
     work, pets = run
     last = work / "runs/mlp_article/version_0/checkpoints/last.ckpt"
     steps_before = read_checkpoint(last)["global_step"]
-    train(work, pets, "--trainer.max_epochs", "3", "--ckpt_path", "last")
+    # The run's own config.yaml has the callback: the command names only what changes.
+    resumed = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), "--config", str(REPO / "configs" / "mlp_article.yaml"),
+         "--ckpt_path", "last", "--trainer.max_epochs", "3"],
+        cwd=work, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
     checkpoint = read_checkpoint(last)
     assert checkpoint["global_step"] == steps_before * 3 // 2  # a third epoch on top of two
     # the average restored from the checkpoint and updated on: not restarted from the raw weights

@@ -1,4 +1,4 @@
-"""The epoch's training metrics cover every step's predictions, computed once at the end."""
+"""The LightningModule: its metrics, logged steps, schedule, mixing and refusals."""
 
 import csv
 
@@ -10,7 +10,8 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, TensorDataset
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryF1Score
 
-from models.classifier import CatsDogsClassifier
+from models import ModelConfigError
+from models.classifier import CatsDogsClassifier, TrainingDiverged
 
 
 def test_train_metrics_of_an_epoch_equal_the_metrics_of_all_its_predictions():
@@ -30,7 +31,7 @@ def test_train_metrics_of_an_epoch_equal_the_metrics_of_all_its_predictions():
     )
     trainer.fit(model, loader)
     with torch.no_grad():
-        p_cat = model.p_cat(images)
+        p_cat = model.model(images)
     targets = labels.long()
     logged = trainer.callback_metrics
     torch.testing.assert_close(logged["train/acc"], BinaryAccuracy()(p_cat, targets))
@@ -40,7 +41,6 @@ def test_train_metrics_of_an_epoch_equal_the_metrics_of_all_its_predictions():
     with torch.no_grad():
         loss = F.binary_cross_entropy_with_logits(model(images), labels)
     torch.testing.assert_close(logged["train/loss_epoch"], loss)
-    assert model._train_outputs == []  # handed over and released at the epoch's end
 
 
 class LogsEveryStep(CatsDogsClassifier):
@@ -76,3 +76,57 @@ def test_train_loss_step_is_written_on_exactly_the_steps_lightning_writes(tmp_pa
         batch_losses = [F.binary_cross_entropy_with_logits(model(x), y).item() for x, y in loader]
     for row in loss_rows:  # this step's loss, not one left over from an earlier step
         assert float(row["train/loss_step"]) == pytest.approx(batch_losses[int(float(row["every_step"]))])
+
+
+def test_a_nan_loss_stops_training_naming_the_step_before_the_update():
+    images = torch.randint(0, 256, (32, 3, 8, 8), dtype=torch.uint8)
+    labels = torch.randint(0, 2, (32,))
+    model = CatsDogsClassifier(network="logreg", image_size=8, lr=1e-3)
+    loader = DataLoader(TensorDataset(images, labels), batch_size=8)
+    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False)  # fmt: skip
+
+    class PoisonStep2(pl.Callback):  # the weights go NaN at step 2, as a far too large lr would do
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if batch_idx == 2:
+                with torch.no_grad():
+                    pl_module.model.network.head.weight.fill_(float("nan"))
+
+    trainer.callbacks.append(PoisonStep2())
+    with pytest.raises(TrainingDiverged, match="at step 2 "):
+        trainer.fit(model, loader)
+
+
+@pytest.mark.parametrize(
+    "argument", [{"lr": -1.0}, {"min_lr_ratio": 2.0}, {"label_smoothing": 1.0}, {"mixup_alpha": float("nan")}]
+)
+def test_out_of_range_hyperparameters_are_refused_in_one_line(argument):
+    with pytest.raises(ModelConfigError, match=f"model.{next(iter(argument))} .* out of range; pass a value"):
+        CatsDogsClassifier(network="logreg", image_size=8, **argument)
+
+
+def test_schedule_warms_up_then_decays_to_min_lr_ratio():
+    images, labels = torch.randint(0, 256, (64, 3, 8, 8), dtype=torch.uint8), torch.randint(0, 2, (64,))
+    model = CatsDogsClassifier(network="logreg", image_size=8, lr=0.1, warmup_epochs=1, min_lr_ratio=0.1)
+    seen = []
+
+    class RecordLr(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    trainer = pl.Trainer(max_epochs=4, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, callbacks=[RecordLr()])  # fmt: skip
+    trainer.fit(model, DataLoader(TensorDataset(images, labels), batch_size=16))  # 4 steps an epoch
+    assert seen[:4] == pytest.approx([0.025, 0.05, 0.075, 0.1])  # linear warmup over the first epoch
+    assert max(seen) == pytest.approx(0.1) and seen[-1] < seen[4]  # then cosine decay
+    assert seen[-1] >= 0.01 - 1e-12  # never below lr * min_lr_ratio
+
+
+def test_mixup_trains_on_blended_targets():
+    torch.manual_seed(0)
+    model = CatsDogsClassifier(network="logreg", image_size=8, mixup_alpha=0.4)
+    images, labels = torch.randint(0, 256, (16, 3, 8, 8), dtype=torch.uint8), torch.arange(16) % 2
+    x, soft = model.mix(model.model.normalize(images), labels)
+    assert x.shape == (16, 3, 8, 8) and soft.shape == (16, 2)
+    assert ((soft > 0) & (soft < 1)).any()  # some targets are a share of cat, not 0 or 1
+    torch.testing.assert_close(soft.sum(1), torch.ones(16))
