@@ -17,7 +17,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torchmetrics.functional.classification import binary_accuracy
 
 from datasets.datamodule import CatsDogsDataModule
-from inference import load_model
+from inference import load_model, read_checkpoint
 from tests.image_factory import write_image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -165,3 +165,19 @@ def printed_test_metrics(stdout: str) -> str:
     match = re.search(r"^\s*test:\s+(.*)$", stdout, flags=re.MULTILINE)
     assert match, stdout
     return match.group(1)
+
+
+def test_ddp_resumes_its_run_for_more_epochs(runs):
+    """Both ranks restore the same last.ckpt and go on in the same run folder."""
+    work = runs[0]
+    last = work / "ddp" / "runs" / "mlp_article" / "version_0" / "checkpoints" / "last.ckpt"
+    steps_before = read_checkpoint(last)["global_step"]
+    resumed = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), "--config", str(CONFIG), "--ckpt_path", "last",
+         "--trainer.max_epochs", "2"],
+        cwd=work / "ddp", capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in resumed.stderr
+    assert read_checkpoint(last)["global_step"] == 2 * steps_before  # one more epoch on both ranks
+    assert [p.name for p in (work / "ddp" / "runs" / "mlp_article").iterdir()] == ["version_0"]
