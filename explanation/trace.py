@@ -156,13 +156,13 @@ def explain_image(model: PCatModel, image: Tensor, threshold: float, top: int = 
         for hook in hooks:
             hook.remove()
 
-    owners = _dense_owners(network)
+    owners = network.dense_layers()
     layers = []
     previous_a = None
     for name, trace in traces.items():
         inputs[name] = _rows_like(inputs[name], trace.z)
         x_is_previous_a = previous_a is not None and torch.equal(inputs[name], previous_a)
-        owner = owners.get(id(linears[name]))
+        owner = owners.get(name)
         layers.append(_layer_report(name, linears[name], inputs[name], trace, owner, x_is_previous_a, top))
         previous_a = trace.a
     z_photo = logits[0]
@@ -219,7 +219,11 @@ def _layer_report(
     flat_a = a.reshape(-1)
     order = flat_a.argsort(descending=True)[:top] if name != "head" else torch.tensor([])
     top_units = [
-        Unit([int(i) for i in _unravel(int(k), tuple(a.shape))], z.reshape(-1)[k].item(), flat_a[k].item())
+        Unit(
+            [int(i) for i in torch.unravel_index(torch.tensor(int(k)), a.shape)],
+            z.reshape(-1)[k].item(),
+            flat_a[k].item(),
+        )
         for k in order.tolist()
     ]
     return LayerReport(
@@ -266,24 +270,6 @@ def _kind(name: str, z: Tensor) -> str:
     if "channel" in name:
         return "channel_mixing"
     return "patch_embedding"
-
-
-def _dense_owners(network: nn.Module) -> dict[int, nn.Module]:
-    """id(nn.Linear) -> the module that owns it as `.linear` and names its activation
-    (models.DenseLayer does); a bare nn.Linear such as the head has no owner."""
-    return {
-        id(module.linear): module
-        for module in network.modules()
-        if isinstance(getattr(module, "linear", None), nn.Linear) and hasattr(module, "activation_name")
-    }
-
-
-def _unravel(flat_index: int, shape: tuple[int, ...]) -> list[int]:
-    index = []
-    for size in reversed(shape):
-        index.append(flat_index % size)
-        flat_index //= size
-    return index[::-1]
 
 
 def _original_size(path: str | os.PathLike) -> list[int] | None:

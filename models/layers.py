@@ -48,6 +48,14 @@ class TracedModel(nn.Module):
     def linear_layers(self) -> dict[str, nn.Linear]:
         raise NotImplementedError
 
+    def dense_layers(self) -> dict[str, "DenseLayer"]:
+        """The DenseLayer (its g and norm) behind each name of linear_layers(); a bare
+        nn.Linear, such as the head, has none."""
+        owners = {id(module.linear): module for module in self.modules() if isinstance(module, DenseLayer)}
+        return {
+            name: owners[id(linear)] for name, linear in self.linear_layers().items() if id(linear) in owners
+        }
+
     def _run(self, x: Tensor, record: dict[str, "LayerTrace"] | None) -> Tensor:
         raise NotImplementedError
 

@@ -13,7 +13,7 @@ Everything goes through SummaryWriter's public add_* methods, on rank 0 only.
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
-from torch import Tensor, nn
+from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 from torchmetrics.utilities.distributed import gather_all_tensors
 
@@ -108,7 +108,8 @@ class NetworkInsight(pl.Callback):
         with torch.no_grad():
             _, traces = model.forward_with_intermediates(images)  # the network's own Z and A
         model.train(was_training)
-        layers, activations = model.network.linear_layers(), activation_names(model.network)
+        layers = model.network.linear_layers()
+        activations = {name: layer.activation_name for name, layer in model.network.dense_layers().items()}
         for name, trace in traces.items():
             tensors = {"Z": trace.z, "A": trace.a}
             if name in layers:
@@ -185,11 +186,3 @@ class NetworkInsight(pl.Callback):
         """The SummaryWriter on rank 0 (other ranks write nothing), None without a TensorBoardLogger."""
         logger = self._logger(trainer)
         return logger.experiment if logger is not None and trainer.is_global_zero else None
-
-
-def activation_names(network: nn.Module) -> dict[str, str]:
-    """The g of each layer of `network.linear_layers()` that is a DenseLayer's (a bare head has none)."""
-    owners = {id(m.linear): m.activation_name for m in network.modules() if hasattr(m, "activation_name")}
-    return {
-        name: owners[id(linear)] for name, linear in network.linear_layers().items() if id(linear) in owners
-    }
