@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             existing.append(path)
         else:
             print(f"skipped {path}: no such file or folder", file=sys.stderr)
-    rows = []
+    rows, predicted = [], 0  # rows are kept only for JSON, which is written as one list
     with output_file(args.output) as out:
         writer = csv.writer(out, lineterminator="\n")
         if args.format == "csv":
@@ -67,8 +67,12 @@ def main(argv: list[str] | None = None) -> int:
                 if prediction.error is not None:
                     print(f"skipped {prediction.path}: {prediction.error}", file=sys.stderr)
                     continue
-                rows.append({"path": prediction.path, "p_cat": prediction.p_cat, "label": prediction.label})
-                if args.format == "csv":
+                predicted += 1
+                if args.format == "json":
+                    rows.append(
+                        {"path": prediction.path, "p_cat": prediction.p_cat, "label": prediction.label}
+                    )
+                else:
                     writer.writerow([prediction.path, f"{prediction.p_cat:.6f}", prediction.label])
                     out.flush()  # rows appear as they are predicted
         except DataError as error:
@@ -76,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.format == "json":
             json.dump(rows, out, indent=2)
             out.write("\n")
-    if not rows:
+    if not predicted:
         print("error: no photo could be predicted", file=sys.stderr)
         return 1
     return 0
