@@ -48,7 +48,7 @@ class SaveLastAtExit(pl.Callback):
     """Write last.ckpt, the whole state, when training ends: finished, Ctrl-C or SIGTERM.
 
     Ours because: between these, Lightning's `last_checkpoint` ModelCheckpoint saves
-    last.ckpt only once a minute (a save costs ~15% of a small network's epoch), and
+    last.ckpt only once a minute (a save costs 10-15% of a small network's epoch), and
     Lightning's OnExceptionCheckpoint needs its folder before the run has one and deletes
     its file when a later run ends well. So `--ckpt_path last` goes on from exactly where
     a run stopped; only a hard kill loses the training since the last minute's save.
