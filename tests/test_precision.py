@@ -51,3 +51,24 @@ def test_bf16_mixed_trains_on_cpu_and_its_checkpoint_predicts(tmp_path):
     assert torch.isfinite(p_cat).all() and ((p_cat >= 0) & (p_cat <= 1)).all()
     labels = torch.tensor([1.0 if "/Cat/" in path else 0.0 for path in files])
     assert ((p_cat >= 0.5).float() == labels).float().mean() >= 0.75  # it learned: the classes are easy
+
+
+def test_precision_null_is_chosen_at_start_up_and_said_in_the_log(tmp_path):
+    """The default (trainer.precision: null) becomes what pays here, and train.py says which."""
+    from training.precision import MIN_CPU_SPEEDUP, choose_precision, cpu_bf16_speedup
+
+    speedup = cpu_bf16_speedup()
+    assert math.isfinite(speedup) and speedup > 0
+    assert choose_precision("cpu", processes=2) == "32-true"  # every DDP rank must agree: no measuring
+    pets = make_layout(tmp_path / "pets", "class_folders", n_per_class=4)
+    result = run_script(
+        "train.py", "--config", ARTICLE_CONFIG, "--data.root", pets, *TINY,
+        "--trainer.max_epochs", "1", "--trainer.accelerator", "cpu", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    chosen = next(line for line in result.stderr.splitlines() if line.startswith("trainer.precision: "))
+    precision = chosen.split()[1].rstrip(",")
+    assert precision in ("32-true", "bf16-mixed")
+    # A chip with bf16 kernels well above the bar trains in bf16; one well below, in fp32.
+    if speedup > 2 * MIN_CPU_SPEEDUP or speedup < MIN_CPU_SPEEDUP / 2:
+        assert precision == ("bf16-mixed" if speedup > 1 else "32-true")

@@ -28,6 +28,7 @@ from models import ModelConfigError
 from models.classifier import CatsDogsClassifier
 from training.checkpointing import AtomicCheckpointIO, ResumeRandomState, SaveLastAtExit
 from training.network_insight import NetworkInsight
+from training.precision import choose_precision
 from training.resume import config_changes, find_run, refused_changes
 
 DEFAULTS = Path(__file__).resolve().parent.parent / "configs" / "defaults.yaml"
@@ -120,6 +121,12 @@ class CatsDogsCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         if self.resume_note:
             rank_zero_info(self.resume_note)
+        if self.config.get("trainer.precision") is None:
+            devices, nodes = self.config.get("trainer.devices"), self.config.get("trainer.num_nodes") or 1
+            processes = (devices if isinstance(devices, int) and devices > 0 else 1) * nodes
+            precision = choose_precision(str(self.config.get("trainer.accelerator")), processes)
+            self.config["trainer.precision"] = precision
+            rank_zero_info(f"trainer.precision: {precision}, what pays on this machine (training.precision)")
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer = self.config_init["trainer"]
