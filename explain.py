@@ -1,6 +1,7 @@
 """Explain why a trained network calls a photo cat or dog, layer by layer: Z = W x + b, A = g(Z).
 
     python explain.py --ckpt runs/mlp_article/version_0/checkpoints/best.ckpt photo.jpg
+    python explain.py --pretrained mlp_article photo.jpg    # the weights that ship in weights/
 
 Prints every layer's formula with its shapes, statistics of Z, how many units are active
 and which were strongest, then z, p_cat = sigmoid(z) and the decision. `--json` prints
@@ -14,17 +15,23 @@ from pathlib import Path
 
 from datasets import UnreadableImage
 from explanation import explain_file, render_html, render_text
-from inference import ModelFileError, PCatModel, load_model
-from inference.command_line import ArgumentParser, output_file, probability, run_cli
+from inference import ModelFileError, PCatModel
+from inference.command_line import (
+    ArgumentParser,
+    add_model_source,
+    load_model_source,
+    model_source,
+    output_file,
+    probability,
+    run_cli,
+)
 from inference.loading import EXPORT_NAMES
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("photo", help="the photo to explain")
-    parser.add_argument(
-        "--ckpt", required=True, help="checkpoint written by train.py (.ckpt), or a .safetensors export"
-    )
+    add_model_source(parser, "checkpoint written by train.py (.ckpt), or a .safetensors export")
     parser.add_argument("--json", action="store_true", help="print the explanation as JSON")
     parser.add_argument(
         "--html", metavar="FILE", type=Path, help="also write a self-contained HTML page to FILE"
@@ -42,10 +49,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        model = load_model(args.ckpt)
+        model = load_model_source(args)
         if not isinstance(model, PCatModel):
             raise ModelFileError(
-                f"'{args.ckpt}' is {EXPORT_NAMES[model.kind]} export, which hides its layers; "
+                f"'{model_source(args)}' is {EXPORT_NAMES[model.kind]} export, which hides its layers; "
                 "explain the checkpoint it came from"
             )
         threshold = model.threshold if args.threshold is None else args.threshold

@@ -6,7 +6,11 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import TYPE_CHECKING, NoReturn, TextIO
+
+if TYPE_CHECKING:  # the scripts' --help need not wait for torch
+    from inference.loading import ExportedModel
+    from models import PCatModel
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -25,6 +29,37 @@ def probability(text: str) -> float:
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"{text} is not a p_cat: pass a number in [0, 1], e.g. 0.5")
     return value
+
+
+def add_model_source(parser: argparse.ArgumentParser, ckpt_help: str) -> None:
+    """--ckpt FILE or --pretrained NAME: exactly one (predict.py, explain.py and export.py)."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--ckpt", metavar="FILE", help=ckpt_help)
+    source.add_argument(
+        "--pretrained",
+        metavar="NAME",
+        help="trained weights that ship with the project, by name (python -c 'import models; "
+        "print(models.list_models(pretrained=True))'), a folder written by save_pretrained "
+        "(export.py --format hub), or a Hugging Face Hub repo id owner/name",
+    )
+
+
+def load_model_source(args: argparse.Namespace) -> "PCatModel | ExportedModel":
+    """The model that --ckpt or --pretrained names; ModelFileError (one line) when there is none."""
+    from inference.loading import load_model
+    from models import ModelConfigError, ModelFileError, load_pretrained
+
+    if args.ckpt is not None:
+        return load_model(args.ckpt)
+    try:
+        return load_pretrained(args.pretrained)
+    except ModelConfigError as error:  # an unknown name: the scripts report it as any unusable model
+        raise ModelFileError(str(error)) from None
+
+
+def model_source(args: argparse.Namespace) -> str:
+    """What --ckpt or --pretrained named, for messages."""
+    return args.ckpt if args.ckpt is not None else args.pretrained
 
 
 @contextmanager

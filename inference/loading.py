@@ -20,14 +20,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from models import CHECKPOINT_FORMAT, PROJECT_VERSION, ModelConfigError, PCatModel, class_name
+from models import CHECKPOINT_FORMAT, PROJECT_VERSION, ModelConfigError, ModelFileError, PCatModel, class_name
 
 EXPORT_FORMAT = 2  # the metadata layout export.py writes into every exported file
 TORCHSCRIPT_METADATA = "catsdogs.json"  # the TorchScript archive's extra file holding the metadata
-
-
-class ModelFileError(Exception):
-    """A file that cannot be used as a model; str() is one line: what the file is, what to do."""
 
 
 class ExportedModel:

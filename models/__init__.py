@@ -9,6 +9,7 @@ from models import mixer, mlp, resmlp, shift_mlp  # noqa: F401  (each family reg
 from models.labels import CAT, CLASS_NAMES, DOG, class_name
 from models.layers import DenseLayer, LayerTrace
 from models.pcat_model import PCatModel
+from models.pretrained import ModelFileError, list_pretrained, load_pretrained
 from models.registry import ModelConfigError, create_model, list_models, register_model
 
 PROJECT_VERSION = "0.2.0"  # keep equal to pyproject.toml's version (a test checks)
@@ -23,9 +24,12 @@ __all__ = [
     "DenseLayer",
     "LayerTrace",
     "ModelConfigError",
+    "ModelFileError",
     "PCatModel",
     "class_name",
     "create_model",
     "list_models",
+    "list_pretrained",
+    "load_pretrained",
     "register_model",
 ]

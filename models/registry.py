@@ -26,7 +26,12 @@ def register_model(builder: Callable[..., nn.Module], name: str | None = None) -
     return builder
 
 
-def list_models() -> list[str]:
+def list_models(pretrained: bool = False) -> list[str]:
+    """Registered model names; with `pretrained`, the zoo entries whose trained weights ship (weights/)."""
+    if pretrained:
+        from models.pretrained import list_pretrained  # here: pretrained.py imports this module
+
+        return list_pretrained()
     return sorted(_BUILDERS)
 
 
@@ -34,8 +39,22 @@ def model_arguments(name: str) -> dict[str, inspect.Parameter]:
     return dict(inspect.signature(_builder(name)).parameters)
 
 
-def create_model(name: str, **kwargs: object) -> nn.Module:
-    """Build a registered model; unknown names or arguments fail with the known ones listed."""
+def create_model(name: str, pretrained: bool = False, **kwargs: object) -> nn.Module:
+    """Build a registered model; unknown names or arguments fail with the known ones listed.
+
+    With `pretrained`, `name` is a zoo entry of `list_models(pretrained=True)` (or a weights
+    folder, or a Hub repo id) and the result is its trained `PCatModel` in eval mode: uint8
+    photos (B, 3, S, S) -> p_cat (B,), every argument fixed by the weights.
+    """
+    if pretrained:
+        if kwargs:
+            raise ModelConfigError(
+                f"pretrained model '{name}' takes no arguments (got {', '.join(map(repr, kwargs))}): "
+                "its weights fix them"
+            )
+        from models.pretrained import load_pretrained  # here: pretrained.py imports this module
+
+        return load_pretrained(name)
     builder = _builder(name)
     accepted = model_arguments(name)
     unknown = sorted(set(kwargs) - set(accepted))
