@@ -2,6 +2,7 @@
 
     python predict.py --ckpt runs/mlp_article/version_0/checkpoints/best.ckpt photo.jpg photos/
     python predict.py --ckpt model.onnx photos/      # or model.pt / model.safetensors from export.py
+    python predict.py --pretrained mlp_article photos/   # the weights that ship in weights/
 
 Prints CSV (`path,p_cat,label`) or JSON; `label` is cat when p_cat >= --threshold.
 Unreadable files are reported on stderr and get no row; the exit status is non-zero
@@ -16,16 +17,21 @@ from pathlib import Path
 
 from datasets import DataError
 from inference import CatsDogsPredictor, ModelFileError
-from inference.command_line import ArgumentParser, output_file, probability, run_cli
+from inference.command_line import (
+    ArgumentParser,
+    add_model_source,
+    load_model_source,
+    output_file,
+    probability,
+    run_cli,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="+", help="photo files and/or folders (searched recursively)")
-    parser.add_argument(
-        "--ckpt",
-        required=True,
-        help="checkpoint written by train.py (.ckpt), or a file from export.py (.onnx, .pt, .safetensors)",
+    add_model_source(
+        parser, "checkpoint written by train.py (.ckpt), or a file from export.py (.onnx, .pt, .safetensors)"
     )
     parser.add_argument(
         "--threshold",
@@ -45,8 +51,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        predictor = CatsDogsPredictor.from_file(
-            args.ckpt, threshold=args.threshold, batch_size=args.batch_size, workers=args.workers
+        model = load_model_source(args)
+        predictor = CatsDogsPredictor(
+            model, threshold=args.threshold, batch_size=args.batch_size, workers=args.workers
         )
     except ModelFileError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -1,5 +1,6 @@
-"""Use a trained network: load any checkpoint or export (`load_model`), predict files and
-folders (`CatsDogsPredictor`), export (`inference.export`). Plain torch: no Lightning.
+"""Use a trained network: load any checkpoint or export (`load_model`) or shipped weights
+(`load_pretrained`), predict files and folders (`CatsDogsPredictor`), export
+(`inference.export`), write a Hub weights folder (`inference.hub`). Plain torch: no Lightning.
 
 Run from the repository's folder (or put it on PYTHONPATH): the project's packages are
 used in place, not installed (`datasets` would clash with Hugging Face's package).
@@ -7,7 +8,7 @@ used in place, not installed (`datasets` would clash with Hugging Face's package
 
 from inference.loading import ExportedModel, ModelFileError, load_model, read_checkpoint
 from inference.predictor import CatsDogsPredictor, Prediction
-from models import PCatModel
+from models import PCatModel, load_pretrained
 
 __all__ = [
     "CatsDogsPredictor",
@@ -16,5 +17,6 @@ __all__ = [
     "PCatModel",
     "Prediction",
     "load_model",
+    "load_pretrained",
     "read_checkpoint",
 ]

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from datasets import decode_many, find_image_files
 from inference.loading import ExportedModel, load_model
-from models import PCatModel, class_name
+from models import PCatModel, class_name, load_pretrained
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class CatsDogsPredictor:
     """Decode, normalise and classify photos as training saw them.
 
     >>> predictor = CatsDogsPredictor.from_file("runs/mlp_article/version_0/checkpoints/best.ckpt")
+    >>> predictor = CatsDogsPredictor.from_pretrained("mlp_article")  # the weights in weights/
     >>> for prediction in predictor.predict_files(["photo.jpg", "folder/"]): ...
 
     `threshold` None uses the model's own (0.5 unless training changed it).
@@ -49,6 +50,12 @@ class CatsDogsPredictor:
     def from_file(cls, path: str | Path, **kwargs: object) -> "CatsDogsPredictor":
         """A train.py checkpoint or a file written by export.py (inference.load_model)."""
         return cls(load_model(path), **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, name_or_dir: str | Path, **kwargs: object) -> "CatsDogsPredictor":
+        """Shipped weights by name (`models.list_models(pretrained=True)`), a folder written by
+        save_pretrained, or a Hub repo id (models.load_pretrained)."""
+        return cls(load_pretrained(name_or_dir), **kwargs)
 
     @torch.inference_mode()
     def p_cat(self, images: Tensor) -> Tensor:

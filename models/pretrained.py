@@ -18,6 +18,7 @@ import json
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 from models.pcat_model import PCatModel
 from models.registry import ModelConfigError
@@ -48,10 +49,14 @@ def list_pretrained() -> list[str]:
     return sorted(entry.name for entry in folder.iterdir() if (entry / CONFIG_NAME).is_file())
 
 
-def load_pretrained(name_or_path: str | os.PathLike, revision: str | None = None) -> PCatModel:
+def load_pretrained(
+    name_or_path: str | os.PathLike, revision: str | None = None, **hub_options: Any
+) -> PCatModel:
     """A shipped name (`mlp_article`), a folder written by save_pretrained, or a Hub repo id (`owner/name`).
 
     Every file is checked against its recorded sha256 before anything is read from it.
+    `revision` and `hub_options` (cache_dir, token, local_files_only, force_download) are
+    huggingface_hub.snapshot_download's, for a repo id.
     """
     text = os.fspath(name_or_path)
     if Path(text).is_dir():
@@ -60,7 +65,7 @@ def load_pretrained(name_or_path: str | os.PathLike, revision: str | None = None
         index = read_index(weights_dir())
         return load_folder(weights_dir() / text, index_entries(index, text))
     if REPO_ID.match(text) and not text.startswith("."):
-        return load_folder(download(text, revision))
+        return load_folder(download(text, revision, **hub_options))
     shipped = ", ".join(list_pretrained()) or f"none yet in {weights_dir()}"
     raise ModelConfigError(
         f"unknown pretrained model '{text}'; shipped: {shipped} (or pass a folder written by "
@@ -174,7 +179,7 @@ def write_index(folder: Path) -> Path:
     return index
 
 
-def download(repo_id: str, revision: str | None = None) -> Path:
+def download(repo_id: str, revision: str | None = None, **hub_options: Any) -> Path:
     """A Hub repo's weights folder, from huggingface_hub's cache or the Hub; one line when it cannot."""
     # Imported here: it costs ~0.3 s, and only a repo id needs it.
     from huggingface_hub import constants, snapshot_download
@@ -182,7 +187,7 @@ def download(repo_id: str, revision: str | None = None) -> Path:
 
     files = [CONFIG_NAME, WEIGHTS_NAME, CARD_NAME]
     try:
-        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=files))
+        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=files, **hub_options))
     except EntryNotFoundError:  # LocalEntryNotFoundError: offline or unreachable, and not in the cache
         offline = " (offline: HF_HUB_OFFLINE is set)" if constants.HF_HUB_OFFLINE else ""
         raise ModelFileError(
