@@ -5,7 +5,8 @@
 
 Prints every layer's formula with its shapes, statistics of Z, how many units are active
 and which were strongest, then z, p_cat = sigmoid(z) and the decision. `--json` prints
-the same as JSON; `--html FILE` writes a self-contained page.
+the same as JSON; `--html FILE` writes a self-contained page. `--serve` serves the live page
+instead, on http://127.0.0.1:8000/: drop in any photo, click a unit, switch units off.
 """
 
 import argparse
@@ -30,7 +31,7 @@ from inference.loading import EXPORT_NAMES
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("photo", help="the photo to explain")
+    parser.add_argument("photo", nargs="?", help="the photo to explain (none with --serve)")
     add_model_source(parser, "checkpoint written by train.py (.ckpt), or a .safetensors export")
     parser.add_argument("--json", action="store_true", help="print the explanation as JSON")
     parser.add_argument(
@@ -43,7 +44,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="p_cat at or above which the photo is a cat (default: the model's)",
     )
-    return parser.parse_args(argv)
+    live = parser.add_argument_group("the live page (explanation/server.py)")
+    live.add_argument("--serve", action="store_true", help="serve an interactive page instead of one photo")
+    live.add_argument(
+        "--host", help="address to listen on (default 127.0.0.1: this machine only; others get a warning)"
+    )
+    live.add_argument("--port", type=int, help="port to listen on (default 8000; 0: any free port)")
+    live.add_argument("--samples", metavar="DIR", help="sample photos for the page, e.g. a validation folder")
+    args = parser.parse_args(argv)
+    if args.serve == (args.photo is not None):
+        parser.error("pass the photo to explain, or --serve for the live page")
+    if not args.serve and (args.host, args.port, args.samples) != (None, None, None):
+        parser.error("--host, --port and --samples go with --serve")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,6 +69,10 @@ def main(argv: list[str] | None = None) -> int:
                 "explain the checkpoint it came from"
             )
         threshold = model.threshold if args.threshold is None else args.threshold
+        if args.serve:
+            from explanation.server import run_live_page  # starlette and uvicorn only when serving
+
+            return run_live_page(model, threshold, args.host, args.port, args.samples)
         explanation, image = explain_file(model, args.photo, threshold, top=max(1, args.top))
     except ModelFileError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -1,7 +1,8 @@
 """Explain one prediction: the article's Z = W x + b, layer by layer, for one photo.
 
 trace.py computes the numbers from the model's own forward pass; text.py and html.py
-only present them.
+only present them. The live page (explain.py --serve) is server.py with its page/ folder:
+live.py turns trace.py's numbers into its JSON, ablation.py changes a copy of the network.
 """
 
 from explanation.html import first_layer_templates, render_html

@@ -129,13 +129,16 @@ def first_layer_templates(
     else:
         a = torch.tensor(report.a_per_unit)  # (out,)
         units = [(j, a[j].item()) for j in a.argsort(descending=True)[:count].tolist()]
-    templates = []
-    for unit, value in units:
-        row = linear.weight[unit].detach().float()  # (3*S*S,)
-        low, high = row.aminmax()
-        scaled = ((row - low) / (high - low).clamp_min(1e-12) * 255).round().to(torch.uint8)
-        templates.append((unit, value, scaled.reshape(3, size, size)))
-    return templates
+    return [(unit, value, weight_row_image(linear.weight[unit], size)) for unit, value in units]
+
+
+def weight_row_image(row: Tensor, side: int) -> Tensor:
+    """One row of W (3*side*side,) as a uint8 picture (3, side, side), min-max scaled:
+    bright = large positive weight, dark = large negative."""
+    row = row.detach().float()
+    low, high = row.aminmax()
+    scaled = ((row - low) / (high - low).clamp_min(1e-12) * 255).round().to(torch.uint8)
+    return scaled.reshape(3, side, side)
 
 
 def _templates(explanation: Explanation, model: PCatModel, count: int) -> str:

@@ -86,8 +86,9 @@ class LayerReport:
     active: int | None  # elements with A "on" (see active_when); None where it has no meaning
     active_when: str | None
     top_units: list[Unit] = field(default_factory=list)
-    # A of each unit (the mean over rows for Mixer layers), for the page's bars; not in JSON
+    # A and Z of each unit (the mean over rows for Mixer layers), for the pages' bars; not in JSON
     a_per_unit: list[float] = field(default_factory=list, repr=False)
+    z_per_unit: list[float] = field(default_factory=list, repr=False)
 
 
 @dataclass
@@ -119,10 +120,10 @@ class Explanation:
     contributions: list[Contribution]  # the largest positive, then the most negative w_j x_j terms
 
     def to_dict(self) -> dict:
-        """Plain data for JSON: everything except the per-unit A lists (one number per unit)."""
+        """Plain data for JSON: everything except the per-unit A and Z lists (one number per unit)."""
         data = asdict(self)
         for layer in data["layers"]:
-            del layer["a_per_unit"]
+            del layer["a_per_unit"], layer["z_per_unit"]
         return data
 
 
@@ -134,7 +135,7 @@ def explain_file(
     image = decode_image(path, model.image_size)  # raises UnreadableImage
     explanation = explain_image(model, image, threshold, top)
     explanation.input.path = os.fspath(path)
-    explanation.input.original_size = _original_size(path)
+    explanation.input.original_size = original_size(path)
     return explanation, image
 
 
@@ -145,22 +146,12 @@ def explain_image(model: PCatModel, image: Tensor, threshold: float, top: int = 
     network, images = model.network, image.unsqueeze(0)  # (1, 3, S, S)
     x = model.normalize(images)  # as input_norm says
     linears = network.linear_layers()
-    inputs: dict[str, Tensor] = {}
-    hooks = [
-        linear.register_forward_hook(lambda _module, args, _out, name=name: inputs.__setitem__(name, args[0]))
-        for name, linear in linears.items()
-    ]
-    try:
-        logits, traces = model.forward_with_intermediates(images)
-    finally:
-        for hook in hooks:
-            hook.remove()
+    logits, traces, inputs = trace_forward(model, images)
 
     owners = network.dense_layers()
     layers = []
     previous_a = None
     for name, trace in traces.items():
-        inputs[name] = _rows_like(inputs[name], trace.z)
         x_is_previous_a = previous_a is not None and torch.equal(inputs[name], previous_a)
         owner = owners.get(name)
         layers.append(_layer_report(name, linears[name], inputs[name], trace, owner, x_is_previous_a, top))
@@ -204,6 +195,27 @@ def explain_image(model: PCatModel, image: Tensor, threshold: float, top: int = 
     )
 
 
+def trace_forward(
+    model: PCatModel, images: Tensor
+) -> tuple[Tensor, dict[str, LayerTrace], dict[str, Tensor]]:
+    """forward_with_intermediates on uint8 `images`, plus the x each layer's W multiplied.
+
+    Forward hooks on every nn.Linear only read its input; each x is returned with its
+    token grid flattened the way the layer's Z was recorded: (B, in) or (B, rows, in).
+    """
+    inputs: dict[str, Tensor] = {}
+    hooks = [
+        linear.register_forward_hook(lambda _module, args, _out, name=name: inputs.__setitem__(name, args[0]))
+        for name, linear in model.network.linear_layers().items()
+    ]
+    try:
+        logits, traces = model.forward_with_intermediates(images)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return logits, traces, {name: _rows_like(inputs[name], trace.z) for name, trace in traces.items()}
+
+
 def _layer_report(
     name: str,
     linear: nn.Linear,
@@ -228,7 +240,7 @@ def _layer_report(
     ]
     return LayerReport(
         name=name,
-        kind=_kind(name, z),
+        kind=layer_kind(name, z),
         weight_shape=list(linear.weight.shape),
         x_shape=list(x.shape[1:]),
         bias_shape=list(linear.bias.shape),
@@ -245,6 +257,7 @@ def _layer_report(
         active_when=active_when,
         top_units=top_units,
         a_per_unit=(a.mean(dim=0) if a.ndim == 2 else a).tolist() if name != "head" else [],
+        z_per_unit=(z.mean(dim=0) if z.ndim == 2 else z).tolist() if name != "head" else [],
     )
 
 
@@ -258,7 +271,7 @@ def _rows_like(x: Tensor, z: Tensor) -> Tensor:
     return x.flatten(1, 1 + extra) if z.ndim >= 3 and extra > 0 else x
 
 
-def _kind(name: str, z: Tensor) -> str:
+def layer_kind(name: str, z: Tensor) -> str:
     if name == "head":
         return "output"
     if z.ndim == 1:
@@ -272,7 +285,7 @@ def _kind(name: str, z: Tensor) -> str:
     return "patch_embedding"
 
 
-def _original_size(path: str | os.PathLike) -> list[int] | None:
+def original_size(path: str | os.PathLike) -> list[int] | None:
     """The file's (width, height) as a viewer shows it; reads only the header."""
     try:
         with Image.open(path) as image:

@@ -1,0 +1,202 @@
+"""The numbers of the live page (explain.py --serve), as plain data for its JSON API.
+
+`explanation_data` is trace.py's Explanation of one photo through the (changed) network,
+plus what the page draws: every unit's Z and A, each layer's formula and words.
+`unit_data` is how one unit's Z is made: its largest terms w_j * x_j and its b, its weight
+row as a picture, and the sample photos that switch it on most. All of it comes from the
+model's own forward_with_intermediates; nothing here computes a layer by hand.
+"""
+
+import math
+import os
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from datasets import decode_image, find_image_files
+from datasets.errors import UnreadableImage
+from explanation.ablation import Ablation
+from explanation.html import png_data_uri, weight_row_image
+from explanation.text import KIND_WORDS, decision, flip_average_words, formula, normalisation_words, x_words
+from explanation.trace import explain_image, layer_kind, trace_forward
+from models import PCatModel
+
+PHOTO_SIDE = 256  # the input x on the page, scaled up with crisp pixels
+TEMPLATE_SIDE = 128
+THUMB_SIDE = 64
+TOP_TERMS = 8  # terms w_j * x_j listed per side (towards a larger and a smaller Z)
+TOP_SAMPLES = 4
+SAMPLE_COUNT = 48  # sample photos decoded at start-up, spread over the folder's sorted files
+
+
+class UnitError(ValueError):
+    """A layer or unit this network does not have; str() is one line."""
+
+
+def explanation_data(
+    model: PCatModel, image: Tensor, ablation: Ablation, threshold: float, original_size: list[int] | None
+) -> dict:
+    """uint8 image (3, S, S) through the network with `ablation` applied -> the page's JSON."""
+    changed, seen = ablation.apply(model), ablation.image(image)
+    explanation = explain_image(changed, seen, threshold, top=5)
+    explanation.input.original_size = original_size
+    switchable = model.network.dense_layers()
+    data = explanation.to_dict()
+    for index, (layer, report) in enumerate(zip(data["layers"], explanation.layers, strict=True), start=1):
+        output = report.kind == "output"
+        rows = "" if report.rows is None else f"for each of {report.rows} {_row_name(report.kind)}s: "
+        layer.update(
+            index=index,
+            a_per_unit=report.a_per_unit,
+            z_per_unit=report.z_per_unit,
+            formula=rows + formula(index, report, output=output),
+            kind_words=KIND_WORDS[report.kind],
+            x_words=x_words(index, report, explanation),
+            switchable=report.name in switchable,
+        )
+    data["x_image"] = png_data_uri(seen, PHOTO_SIDE)
+    data["decision"] = decision(explanation)
+    data["normalisation"] = normalisation_words(explanation.input)
+    data["flip_average"] = flip_average_words(explanation) if explanation.z_mirrored is not None else None
+    return data
+
+
+@torch.inference_mode()
+def unit_data(
+    model: PCatModel, image: Tensor, ablation: Ablation, layer: str, unit: int, samples: "Samples | None"
+) -> dict:
+    """How unit `unit` of `layer` computes its Z = sum_j w_j x_j + b for this photo."""
+    linears = model.network.linear_layers()
+    if layer not in linears:
+        raise UnitError(f"layer {layer!r} is not in this network: {list(linears)}")
+    width = linears[layer].out_features
+    if not isinstance(unit, int) or isinstance(unit, bool) or not 0 <= unit < width:
+        raise UnitError(f"layer {layer!r} has units 0 to {width - 1}")
+    changed, seen = ablation.apply(model), ablation.image(image)
+    _, traces, inputs = trace_forward(changed, seen.unsqueeze(0))
+    linear = changed.network.linear_layers()[layer]
+    z, a, x = traces[layer].z[0], traces[layer].a[0], inputs[layer][0]
+    if layer == "head":  # one z, one x; its A is p_cat of the photo itself
+        z, a = z.reshape(1, 1), a.reshape(1, 1)
+    if x.ndim == 1:
+        x, z, a = x.unsqueeze(0), z.reshape(1, -1), a.reshape(1, -1)  # one row
+    row = int(a[:, unit].argmax())  # for a layer applied per row: the row where this unit is most on
+    weight, bias = linear.weight[unit], linear.bias[unit]
+    terms = weight * x[row]  # (in,): Z = sum_j w_j x_j + b
+    order = terms.argsort(descending=True)
+    up = [j for j in order[:TOP_TERMS].tolist() if terms[j] > 0]
+    down = [j for j in order.flip(0)[:TOP_TERMS].tolist() if terms[j] < 0]
+    data = {
+        "layer": layer,
+        "unit": unit,
+        "rows": z.shape[0] if traces[layer].z.ndim == 3 else None,
+        "row": row,
+        "row_name": _row_name(_kind(traces, layer)),
+        "in_features": linear.in_features,
+        "z": z[row, unit].item(),
+        "a": a[row, unit].item(),
+        "bias": bias.item(),
+        "terms_up": terms.clamp_min(0).double().sum().item(),
+        "terms_down": terms.clamp_max(0).double().sum().item(),
+        "terms": [
+            {"j": j, "weight": weight[j].item(), "x": x[row, j].item(), "term": terms[j].item()}
+            for j in up + down
+        ],
+        "switched_off": unit in ablation.units_off.get(layer, []),
+        "a_grid": _grid(a[:, unit]) if data_is_patches(traces, layer) else None,
+        "weight_grid": _grid(weight) if _mixes_patches(traces, layer, linear.in_features) else None,
+        "template": _template(model, layer, weight),
+        "samples": samples.top(layer, unit) if samples is not None else [],
+    }
+    return data
+
+
+def data_is_patches(traces: dict, layer: str) -> bool:
+    """Whether the layer's rows are the photo's patches (a square grid), not features."""
+    z = traces[layer].z
+    return z.ndim == 3 and _kind(traces, layer) != "token_mixing" and _square(z.shape[1]) is not None
+
+
+@dataclass
+class Sample:
+    name: str
+    image: Tensor  # uint8 (3, S, S)
+    thumb: str  # PNG data URI
+
+
+class Samples:
+    """A few photos of a folder, decoded once, and every unit's A for each of them.
+
+    The A are the unchanged network's: "the photos that switch this unit on most" is a
+    fact about the trained unit, not about today's ablation.
+    """
+
+    def __init__(self, model: PCatModel, folder: str | os.PathLike, count: int = SAMPLE_COUNT) -> None:
+        files = find_image_files([os.fspath(folder)])  # raises DataError when it does not exist
+        step = max(1, len(files) // count)  # spread over the sorted files: cats and dogs alike
+        self.photos: list[Sample] = []
+        for path in files[::step]:
+            if len(self.photos) == count:
+                break
+            try:
+                image = decode_image(path, model.image_size)
+            except UnreadableImage:
+                continue  # a sample is a nicety: skip what does not decode
+            name = os.path.relpath(path, folder)
+            self.photos.append(Sample(name, image, png_data_uri(image, THUMB_SIDE)))
+        self.a_per_unit: dict[str, Tensor] = {}  # layer -> (N, out)
+        if self.photos:
+            images = torch.stack([sample.image for sample in self.photos])  # (N, 3, S, S)
+            with torch.inference_mode():
+                _, traces = model.eval().forward_with_intermediates(images)
+            for name, trace in traces.items():
+                a = trace.a.reshape(len(self.photos), -1, trace.a.shape[-1]) if name != "head" else trace.a
+                self.a_per_unit[name] = a.mean(dim=1) if name != "head" else a.unsqueeze(1)  # (N, out)
+
+    def listing(self) -> list[dict]:
+        return [{"id": f"s{k}", "name": s.name, "thumb": s.thumb} for k, s in enumerate(self.photos)]
+
+    def top(self, layer: str, unit: int, count: int = TOP_SAMPLES) -> list[dict]:
+        if layer not in self.a_per_unit:
+            return []
+        a = self.a_per_unit[layer][:, unit]  # (N,)
+        order = a.argsort(descending=True)[:count].tolist()
+        return [
+            {"id": f"s{k}", "name": self.photos[k].name, "thumb": self.photos[k].thumb, "a": a[k].item()}
+            for k in order
+        ]
+
+
+def _template(model: PCatModel, layer: str, weight: Tensor) -> str | None:
+    """The first layer's weight row as a picture: the whole photo (MLP) or one patch (Mixer)."""
+    if layer != next(iter(model.network.linear_layers())):
+        return None
+    side = _square(weight.numel() // 3) if weight.numel() % 3 == 0 else None
+    if side is None:
+        return None
+    return png_data_uri(weight_row_image(weight, side), TEMPLATE_SIDE)
+
+
+def _mixes_patches(traces: dict, layer: str, in_features: int) -> bool:
+    """A token-mixing W whose row weighs every patch: drawn on the patch grid."""
+    patches = traces[next(iter(traces))].z
+    return _kind(traces, layer) == "token_mixing" and patches.ndim == 3 and in_features == patches.shape[1]
+
+
+def _grid(values: Tensor) -> list[list[float]] | None:
+    side = _square(values.numel())
+    return None if side is None else values.reshape(side, side).tolist()
+
+
+def _square(count: int) -> int | None:
+    side = math.isqrt(count)
+    return side if side * side == count and side > 1 else None
+
+
+def _kind(traces: dict, layer: str) -> str:
+    return layer_kind(layer, traces[layer].z[0])
+
+
+def _row_name(kind: str) -> str:
+    return "feature" if kind == "token_mixing" else "patch"

@@ -1,0 +1,103 @@
+"""The live page in a real browser: headless Chromium opens `explain.py --serve`, uploads a photo,
+reads p_cat off the page, clicks a unit, switches it off, and reads p_cat again; both are
+checked against the model in Python. Under CI a missing Chromium fails (.ci/run installs it).
+"""
+
+import copy
+import os
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from datasets import decode_image
+from inference import load_model
+from tests.browser import INSTALL, browser_paths, chromium, live_page
+from tests.conftest import SHARED_DATA
+
+SHARED_CAT = SHARED_DATA / "cats_and_dogs_filtered" / "validation" / "cats" / "cat.2000.jpg"
+WAIT_S = 60
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if browser_paths() is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the browser test, but Chromium is missing: {INSTALL}")
+        pytest.skip(f"needs headless Chromium and its driver: {INSTALL}")
+    with chromium() as driver:
+        yield driver
+
+
+def wait_for_update(driver, after: int) -> float:
+    """Wait until the page has drawn more than `after` answers; p_cat as the page shows it."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def drawn(d):
+        return int(d.find_element(By.ID, "p-cat").get_attribute("data-updates")) > after
+
+    WebDriverWait(driver, WAIT_S).until(drawn)
+    text = driver.find_element(By.ID, "p-cat").text  # "cat: p_cat = 0.823471"
+    return float(re.search(r"p_cat = ([0-9.]+)", text).group(1))
+
+
+def updates(driver) -> int:
+    from selenium.webdriver.common.by import By
+
+    return int(driver.find_element(By.ID, "p-cat").get_attribute("data-updates"))
+
+
+def test_upload_click_a_unit_switch_it_off_and_p_cat_moves_as_in_python(browser, trained_run, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    photo = SHARED_CAT if SHARED_CAT.is_file() else trained_run.pets / "Cat" / "4.jpg"
+    model = load_model(trained_run.best)
+    image = decode_image(photo, model.image_size)
+    with live_page("--ckpt", str(trained_run.best), samples=trained_run.pets, cwd=tmp_path) as url:
+        browser.get(url)
+        first = wait_for_update(browser, 0)  # the first sample photo is shown at once
+        assert 0 <= first <= 1
+        browser.find_element(By.ID, "file").send_keys(str(photo))
+        p_cat = wait_for_update(browser, 1)
+        with torch.inference_mode():
+            expected = model(image.unsqueeze(0))[0].item()
+        assert abs(p_cat - expected) <= 1e-6, (p_cat, expected)
+
+        # The last hidden layer's strongest unit: its button, its panel, its switch.
+        unit_button = browser.find_element(By.CSS_SELECTOR, 'section[data-layer="layer3"] button.unit-button')
+        unit = int(unit_button.get_attribute("data-unit"))
+        unit_button.click()
+        switch = WebDriverWait(browser, WAIT_S).until(
+            expected_conditions.element_to_be_clickable(
+                (By.CSS_SELECTOR, f'section[data-layer="layer3"] button.switch[data-unit="{unit}"]')
+            )
+        )
+        assert f"Unit #{unit} of layer3" in browser.find_element(By.CSS_SELECTOR, ".unit-title").text
+        before = updates(browser)
+        switch.click()
+        switched_off = wait_for_update(browser, before)
+
+        by_hand = copy.deepcopy(model)
+        with torch.no_grad():
+            by_hand.network.head.weight[:, unit] = 0  # the head no longer sees A3[unit]
+            expected_off = by_hand(image.unsqueeze(0))[0].item()
+        assert abs(switched_off - expected_off) <= 1e-6, (switched_off, expected_off)
+        assert abs(switched_off - p_cat) > 1e-6  # the strongest unit mattered
+        assert f"layer3: units #{unit} off" in browser.find_element(By.ID, "changes").text
+
+        before = updates(browser)
+        browser.find_element(By.ID, "reset").click()
+        assert abs(wait_for_update(browser, before) - expected) <= 1e-6
+
+        # Not a photo: a message on the page, and the last photo's numbers stay.
+        text_file = Path(tmp_path) / "notes.jpg"
+        text_file.write_text("not a photo at all")
+        browser.find_element(By.ID, "file").send_keys(str(text_file))
+        message = WebDriverWait(browser, WAIT_S).until(
+            expected_conditions.visibility_of_element_located((By.ID, "message"))
+        )
+        assert "not a photo" in message.text
