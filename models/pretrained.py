@@ -46,7 +46,12 @@ def list_pretrained() -> list[str]:
     folder = weights_dir()
     if not folder.is_dir():
         return []
-    return sorted(entry.name for entry in folder.iterdir() if (entry / CONFIG_NAME).is_file())
+    return sorted(entry.name for entry in folder.iterdir() if is_weights_folder(entry))
+
+
+def is_weights_folder(entry: Path) -> bool:
+    # A hidden folder is one being written (publish_weights.py's .<name>.new), never shipped.
+    return not entry.name.startswith(".") and (entry / CONFIG_NAME).is_file()
 
 
 def load_pretrained(
@@ -170,7 +175,7 @@ def write_index(folder: Path) -> Path:
     lines = [
         f"{file_sha256(path)}  {path.relative_to(folder).as_posix()}"
         for entry in sorted(folder.iterdir())
-        if (entry / CONFIG_NAME).is_file()
+        if is_weights_folder(entry)
         for path in sorted(entry.iterdir())
         if path.is_file()
     ]

@@ -21,6 +21,7 @@ from huggingface_hub import ModelCard
 import explain
 import export
 import predict
+from benchmarks import publish_weights
 from benchmarks.publish_weights import publish
 from datasets import decode_image, decode_many, find_image_files
 from inference import CatsDogsPredictor, PCatModel, load_model
@@ -66,8 +67,8 @@ def hub_folder(trained_run, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def zoo(trained_run, tmp_path_factory) -> Path:
-    """publish() of two seeds of one config: seed 1 (best.ckpt) has the better validation accuracy."""
+def results(trained_run) -> list[dict]:
+    """Two seeds of one config as benchmarks/zoo.py reports them: seed 1 (best.ckpt) validates better."""
     run = {
         "config": ENTRY,
         "params": 12345,
@@ -84,7 +85,11 @@ def zoo(trained_run, tmp_path_factory) -> Path:
         "best_ckpt": str(trained_run.last),
     }
     better = {"seed": 1, "best_val_acc": 0.75, "test_acc": 0.719, "test_auroc": 0.8125}
-    results = [{**run, **worse}, {**run, **better, "best_ckpt": str(trained_run.best)}]
+    return [{**run, **worse}, {**run, **better, "best_ckpt": str(trained_run.best)}]
+
+
+@pytest.fixture(scope="module")
+def zoo(results, trained_run, tmp_path_factory) -> Path:
     weights = tmp_path_factory.mktemp("weights")
     publish(results, weights, photos=trained_run.pets)
     return weights
@@ -132,6 +137,30 @@ def test_publish_picks_the_best_validation_seed_and_states_its_test_figures(zoo)
         r.metric_type: r.metric_value for r in ModelCard.load(zoo / ENTRY / "README.md").data.eval_results
     }
     assert results == {"accuracy": 0.719, "roc_auc": 0.8125}
+
+
+def test_publish_keeps_the_old_folder_when_the_new_one_differs_from_its_checkpoint(
+    zoo, results, trained_run, tmp_path, monkeypatch
+):
+    weights = tmp_path / "weights"
+    shutil.copytree(zoo, weights)
+    before, load_folder = read_index(weights), publish_weights.load_folder
+
+    def off_by_a_little(folder: Path) -> PCatModel:  # the folder as read back, one bias nudged
+        model = load_folder(folder)
+        with torch.no_grad():
+            model.network.head.bias += 1e-3
+        return model
+
+    monkeypatch.setattr(publish_weights, "load_folder", off_by_a_little)
+    with pytest.raises(RuntimeError, match="away from its checkpoint"):
+        publish_weights.publish(results, weights, photos=trained_run.pets)
+    assert sorted(path.name for path in weights.iterdir()) == [INDEX_NAME, ENTRY]  # no .new left
+    assert (
+        read_index(weights)
+        == before
+        == {f"{ENTRY}/{path.name}": file_sha256(path) for path in (weights / ENTRY).iterdir()}
+    )
 
 
 def test_create_model_pretrained_loads_shipped_names(shipped_zoo, photos, expected):
