@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -36,10 +37,12 @@ def main() -> None:
     parser.add_argument("--one", nargs=3, metavar=("CONFIG", "SEED", "JSON_OUT"), help=argparse.SUPPRESS)
     parser.add_argument("--extra", default="[]", help=argparse.SUPPRESS)  # JSON list of train.py options
     parser.add_argument("--no-test", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--curve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         config, seed, json_out = args.one
-        run_one(config, int(seed), args.root, Path(json_out), json.loads(args.extra), test=not args.no_test)
+        extra = json.loads(args.extra)
+        run_one(config, int(seed), args.root, Path(json_out), extra, not args.no_test, args.curve)
         return
     if not Path(args.root).is_dir():
         sys.exit(f"error: photos not found at {args.root}; pass --root DIR (split_folders layout)")
@@ -58,23 +61,39 @@ def main() -> None:
 
 
 def run_in_fresh_process(
-    config: str, seed: int, root: str, work: Path, extra_args: list[str] = (), test: bool = True
+    config: str,
+    seed: int,
+    root: str,
+    work: Path,
+    extra_args: list[str] = (),
+    test: bool = True,
+    curve: bool = False,
 ) -> dict:
-    """run_one in a child process (runs share no state); returns its JSON result."""
+    """run_one in a child process (runs share no state) with `work` as its folder; returns its
+    JSON result. The run's folder, with its checkpoints, stays in work/runs/."""
     out = work / f"{config}-{seed}-{len(list(work.glob('*.json')))}.json"
     command = [sys.executable, __file__, "--root", root, "--one", config, str(seed), str(out)]
     command += ["--extra", json.dumps(list(extra_args))] + ([] if test else ["--no-test"])
+    command += ["--curve"] if curve else []
     subprocess.run(command, cwd=work, check=True, stdout=subprocess.DEVNULL)
     return json.loads(out.read_text())
 
 
 def run_one(
-    config: str, seed: int, root: str, json_out: Path, extra_args: list[str] = (), test: bool = True
+    config: str,
+    seed: int,
+    root: str,
+    json_out: Path,
+    extra_args: list[str] = (),
+    test: bool = True,
+    curve: bool = False,
 ) -> None:
     """One training run through train.py's CLI, in this (fresh) process.
 
     `extra_args` are train.py options added after the config's; with `test` off the test
-    folder is never evaluated (benchmarks/select_variants.py selects on validation only).
+    folder is never evaluated (benchmarks/select_variants.py selects on validation only);
+    with `curve` the test folder is also scored after every epoch, for the time-to-accuracy
+    curve only (benchmarks/test_curve.py).
     """
     sys.path.insert(0, str(REPO))
     import torch
@@ -82,26 +101,38 @@ def run_one(
     from training.cli import CatsDogsCLI  # imported here: only the child process needs it
 
     sys.argv = sys.argv[:1]  # the CLI reads `args` below, not this script's own options
-    cli = CatsDogsCLI(
-        ["--config", str(REPO / "configs" / f"{config}.yaml"), "--data.root", root,
-         "--seed_everything", str(seed), "--data.seed", str(seed),
-         "--trainer.enable_progress_bar", "false", *extra_args]
-    )  # fmt: skip
+    train_args = ["--data.root", root, "--seed_everything", str(seed), "--data.seed", str(seed), *extra_args]
+    config_path = REPO / "configs" / f"{config}.yaml"
+    cli = CatsDogsCLI(["--config", str(config_path), *train_args, "--trainer.enable_progress_bar", "false"])
     trainer, model, data = cli.trainer, cli.model, cli.datamodule
+    test_curve = None
+    if curve:
+        from test_curve import TestCurve  # benchmarks/, this script's folder
+
+        # First, so it scores the weights validation scored, before EMA callbacks swap them back.
+        test_curve = TestCurve()
+        trainer.callbacks.insert(0, test_curve)
     start = time.perf_counter()
     trainer.fit(model, datamodule=data)
-    fit_seconds = time.perf_counter() - start
+    fit_seconds = time.perf_counter() - start - (test_curve.own_seconds if test_curve else 0.0)
     result = {
+        "config": config,
+        "seed": seed,
+        "command": shlex.join(["python", "train.py", "--config", f"configs/{config}.yaml", *train_args]),
+        "best_ckpt": str(Path(trainer.checkpoint_callback.best_model_path).resolve()),
+        "machine": f"{cpu_name()}, {_cores()} CPU cores",
         "params": sum(p.numel() for p in model.model.network.parameters()),
         "best_val_acc": float(trainer.checkpoint_callback.best_model_score),
         "epochs": trainer.current_epoch,
         "fit_seconds": fit_seconds,
         "images_per_second": len(data.splits["train"]) * trainer.current_epoch / fit_seconds,
     }
+    if test_curve:
+        result["curve"] = test_curve.points
     if test:
         best = trainer.checkpoint_callback.best_model_path
         scores = trainer.test(model, datamodule=data, ckpt_path=best, weights_only=True, verbose=False)[0]
-        cat_share = float(torch.cat([labels for _, labels in data.test_dataloader()]).mean())
+        cat_share = float(torch.cat([labels for _, labels in data.test_dataloader()]).float().mean())
         result.update(
             test_acc=scores["test/acc"],
             test_auroc=scores["test/auroc"],

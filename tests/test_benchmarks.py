@@ -1,0 +1,61 @@
+"""The time-to-accuracy benchmark: its per-epoch test curve agrees with train.py's own test of
+the epoch validation chose, and its table and plot read the curves right."""
+
+import json
+import sys
+
+import pytest
+
+from tests.conftest import ARTICLE_CONFIG, REPO, TINY
+from tests.image_factory import make_layout
+
+
+@pytest.fixture
+def benchmarks(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))  # the scripts import each other by name
+    import time_to_accuracy
+    import zoo
+
+    return zoo, time_to_accuracy
+
+
+def test_the_curve_at_the_chosen_epoch_is_the_test_figure_of_the_run(benchmarks, tmp_path, monkeypatch):
+    zoo, time_to_accuracy = benchmarks
+    photos = make_layout(tmp_path / "pets", "split_folders", n_per_class=12)
+    monkeypatch.chdir(tmp_path)  # runs/ and data/cache/ land here
+    monkeypatch.setattr(sys, "argv", ["zoo.py"])
+    out = tmp_path / "result.json"
+    zoo.run_one(ARTICLE_CONFIG.stem, 0, str(photos), out, TINY, test=True, curve=True)
+    result = json.loads(out.read_text())
+
+    curve = result["curve"]
+    assert [point["epoch"] for point in curve] == [1, 2, 3]  # every epoch of a short run
+    assert all(b["seconds"] > a["seconds"] > 0 for a, b in zip(curve, curve[1:], strict=False))
+    # best.ckpt is the first epoch with the best val/acc; train.py's test of it is the table's figure.
+    chosen = next(point for point in curve if point["val_acc"] == result["best_val_acc"])
+    assert chosen["test_acc"] == pytest.approx(result["test_acc"], abs=1e-6)
+    assert result["command"].startswith("python train.py --config configs/mlp_article.yaml --data.root ")
+    assert curve[-1]["seconds"] <= result["fit_seconds"]  # both leave the curve's own test passes out
+
+
+def test_seconds_to_each_target_and_the_table(benchmarks, tmp_path):
+    _, time_to_accuracy = benchmarks
+    curve = [
+        {"epoch": 1, "seconds": 10.0, "val_acc": 0.6, "test_acc": 0.60},
+        {"epoch": 2, "seconds": 20.0, "val_acc": 0.7, "test_acc": 0.72},
+        {"epoch": 3, "seconds": 30.0, "val_acc": 0.7, "test_acc": 0.76},
+    ]
+    assert time_to_accuracy.seconds_to(curve, (0.65, 0.70, 0.75, 0.80)) == {
+        0.65: 20.0,
+        0.70: 20.0,
+        0.75: 30.0,
+        0.80: None,
+    }
+    slower = [{**point, "seconds": point["seconds"] * 3} for point in curve[:2]]  # never reaches 75%
+    results = [{"config": "a", "seed": 0, "curve": curve}, {"config": "a", "seed": 1, "curve": slower}]
+    table = time_to_accuracy.render_targets(results, ["a"])
+    assert "| a | 40 s | 40 s | 30 s (1 of 2 seeds) | not reached | 74.0% |" in table  # median of 20 and 60
+
+    picture = tmp_path / "plot.png"
+    time_to_accuracy.plot(results, ["a"], picture)
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
