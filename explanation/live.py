@@ -45,7 +45,8 @@ def explanation_data(
     data = explanation.to_dict()
     for index, (layer, report) in enumerate(zip(data["layers"], explanation.layers, strict=True), start=1):
         output = report.kind == "output"
-        rows = "" if report.rows is None else f"for each of {report.rows} {_row_name(report.kind)}s: "
+        plural = "features" if report.kind == "token_mixing" else "patches"
+        rows = "" if report.rows is None else f"for each of {report.rows} {plural}: "
         layer.update(
             index=index,
             a_per_unit=report.a_per_unit,

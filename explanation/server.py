@@ -195,6 +195,7 @@ def serve(app: Starlette, host: str, port: int, out: TextIO = sys.stdout) -> Non
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         listener.bind((host, port))  # bound here, so the URL printed is the port really in use
+        listener.listen(128)  # and listening: a browser opened at once waits in the backlog, not refused
     except OSError:
         listener.close()
         raise

@@ -123,7 +123,7 @@ function drawLayer(layer, data) {
   else if (layer.active !== null) active += `: ${layer.active} of ${layer.units} units on (${layer.active_when})`;
   card.stats.textContent = output
     ? `x is ${layer.x_words}. z adds up ${layer.weight_shape[1]} terms w_j·x_j: ${signed(data.terms_towards_cat)} towards cat, `
-      + `${signed(data.terms_towards_dog)} towards dog, and b = ${formatNumber(data.bias)}. Click the bars or a term.`
+      + `${signed(data.terms_towards_dog)} towards dog, and b = ${formatNumber(data.bias)}. Click the output unit for its largest terms.`
     : `x is ${layer.x_words}. Z: min ${formatNumber(stats.min)} · max ${formatNumber(stats.max)} · `
       + `mean ${formatNumber(stats.mean)} · std ${formatNumber(stats.std)}. ${active}.`;
   const off = new Set(state.ablation.units_off[layer.name] || []);
@@ -145,7 +145,9 @@ function drawLayer(layer, data) {
     button.className = "unit-button" + (off.has(number) ? " off" : "");
     button.dataset.layer = layer.name;
     button.dataset.unit = number;
-    button.textContent = `#${number} (${formatNumber(unit.a)})`;
+    // A per-patch layer lists (row, unit) pairs: the same unit can be strongest in several rows.
+    const row = unit.index.length > 1 ? ` · ${layer.kind === "token_mixing" ? "feature" : "patch"} ${unit.index[0]}` : "";
+    button.textContent = `#${number}${row} (${formatNumber(unit.a)})`;
     button.onclick = () => pick(number);
     card.top.appendChild(button);
   }
