@@ -118,7 +118,10 @@ def run_one(
     result = {
         "config": config,
         "seed": seed,
-        "command": shlex.join(["python", "train.py", "--config", f"configs/{config}.yaml", *train_args]),
+        # As typed in the repository: the photos' folder relative to it, not this machine's path.
+        "command": shlex.join(
+            ["python", "train.py", "--config", f"configs/{config}.yaml", *train_args]
+        ).replace(root, os.path.relpath(root, REPO)),
         "best_ckpt": str(Path(trainer.checkpoint_callback.best_model_path).resolve()),
         "machine": f"{cpu_name()}, {_cores()} CPU cores",
         "params": sum(p.numel() for p in model.model.network.parameters()),
@@ -155,6 +158,7 @@ def summarise(config: str, results: list[dict]) -> dict:
         "fit_seconds": mean_std("fit_seconds")[0],
         "images_per_second": mean_std("images_per_second")[0],
         "majority": results[0]["majority"],
+        "runs": len(results),
     }
 
 
@@ -169,8 +173,9 @@ def render(rows: list[dict], majority: float, seeds: int) -> str:
         acc, acc_std = row["test_acc"]
         auroc, auroc_std = row["test_auroc"]
         val, _ = row["val_acc"]
+        fewer = f" ({row['runs']} seed{'s' if row['runs'] > 1 else ''})" if row["runs"] != seeds else ""
         lines.append(
-            f"| {row['config']} | {row['params']:,} | {acc:.1%} ± {acc_std:.1%} "
+            f"| {row['config']} | {row['params']:,} | {acc:.1%} ± {acc_std:.1%}{fewer} "
             f"| {auroc:.3f} ± {auroc_std:.3f} | {val:.1%} "
             f"| {row['fit_seconds']:.0f} s | {row['images_per_second']:.0f} |"
         )

@@ -300,9 +300,11 @@ def test_no_dates_and_no_commit_hashes():
 
 
 def python_snippet(containing: str) -> str:
+    """The README's or a docs page's Python block that contains `containing`."""
     return next(
         body
-        for language, body in code_blocks(README.read_text())
+        for page in PAGES.values()
+        for language, body in code_blocks(page)
         if language == "python" and containing in body
     )
 
