@@ -1,9 +1,9 @@
 """Seconds of training until each config first reaches 65 / 70 / 75 / 80% test accuracy, and the plot.
 
     python benchmarks/time_to_accuracy.py [--configs quick best ...] [--seeds 0 1 2] \\
-        [--results benchmarks/results/runs.json] [--plot docs/images/time_to_accuracy.png] \\
+        [--results benchmarks/results/zoo.json] [--plot docs/images/time_to_accuracy.png] \\
         [--publish weights/]
-    python benchmarks/time_to_accuracy.py --from-results runs.json rerun.json   # no training: redraw
+    python benchmarks/time_to_accuracy.py --from-results benchmarks/results/zoo.json   # no training: redraw
 
 Every run is benchmarks/zoo.py's (train.py's own CLI in a fresh process, the best epoch chosen
 on validation) with one addition: after every epoch the test folder is scored as well, for
