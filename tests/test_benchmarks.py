@@ -5,6 +5,7 @@ import json
 import sys
 
 import pytest
+import torch
 
 from tests.conftest import ARTICLE_CONFIG, REPO, TINY
 from tests.image_factory import make_layout
@@ -59,3 +60,18 @@ def test_seconds_to_each_target_and_the_table(benchmarks, tmp_path):
     picture = tmp_path / "plot.png"
     time_to_accuracy.plot(results, ["a"], picture)
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_reference_cnn_is_the_published_network_and_its_rate_is_measured(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import reference_cnn_cost
+
+    cnn = reference_cnn_cost.reference_cnn()
+    # The book's model summary of this convnet: "Total params: 3,453,121".
+    assert sum(p.numel() for p in cnn.parameters()) == 3_453_121
+    assert cnn(torch.zeros(2, 3, 150, 150)).shape == (2, 1)
+    network = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 1))
+    optimizer = torch.optim.SGD(network.parameters(), lr=0.1)
+    before = network[1].weight.detach().clone()
+    rate = reference_cnn_cost.photos_per_second(network, optimizer, batch=4, size=8, seconds=0.05)
+    assert rate > 0 and not torch.equal(network[1].weight, before)  # it took real training steps
