@@ -70,6 +70,8 @@ def test_the_reference_cnn_is_the_published_network_and_its_rate_is_measured(mon
     # The book's model summary of this convnet: "Total params: 3,453,121".
     assert sum(p.numel() for p in cnn.parameters()) == 3_453_121
     assert cnn(torch.zeros(2, 3, 150, 150)).shape == (2, 1)
+    network, size, batch = reference_cnn_cost.best_network()  # what configs/best.yaml trains
+    assert sum(p.numel() for p in network.parameters()) == 1_554_881 and (size, batch) == (64, 128)
     network = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 1))
     optimizer = torch.optim.SGD(network.parameters(), lr=0.1)
     before = network[1].weight.detach().clone()
