@@ -15,19 +15,11 @@ in this one process, so they see the same machine; each is timed for about `--se
 """
 
 import argparse
-import sys
-import time
-from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-import yaml
+from step_rate import config_network, photos_per_second
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the zoo's models, used in place
-from models import create_model  # noqa: E402
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 CNN_PHOTO_PASSES = 100 * 100 * 32  # epochs x steps per epoch x batch size, as published
 
 
@@ -43,36 +35,6 @@ def reference_cnn(image_size: int = 150) -> nn.Module:
     )
 
 
-def best_network() -> tuple[nn.Module, int, int]:
-    """configs/best.yaml's network (over configs/defaults.yaml), its photo size and batch size."""
-    defaults, best = (yaml.safe_load((CONFIGS / f"{name}.yaml").read_text()) for name in ("defaults", "best"))
-    data = {**defaults["data"], **best.get("data", {})}
-    network = create_model(
-        best["model"]["network"], image_size=data["image_size"], **best["model"]["network_kwargs"]
-    )
-    return network, data["image_size"], data["batch_size"]
-
-
-def photos_per_second(
-    network: nn.Module, optimizer: torch.optim.Optimizer, batch: int, size: int, seconds: float
-) -> float:
-    x, y = torch.randn(batch, 3, size, size), (torch.rand(batch) < 0.5).float()
-
-    def step() -> None:
-        loss = F.binary_cross_entropy_with_logits(network(x).reshape(-1), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-
-    for _ in range(3):  # warm-up: allocator and kernel choices
-        step()
-    steps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        step()
-        steps += 1
-    return steps * batch / (time.perf_counter() - start)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="timed seconds per network")
@@ -80,7 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     cnn = reference_cnn()
-    shift_mlp, mlp_size, mlp_batch = best_network()
+    shift_mlp, mlp_size, mlp_batch = config_network("best")
     cnn_rate = photos_per_second(cnn, torch.optim.RMSprop(cnn.parameters(), lr=1e-4), 32, 150, args.seconds)
     mlp_optimizer = torch.optim.AdamW(shift_mlp.parameters(), lr=1e-3, fused=True)  # as training's
     mlp_rate = photos_per_second(shift_mlp, mlp_optimizer, mlp_batch, mlp_size, args.seconds)

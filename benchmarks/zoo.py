@@ -124,6 +124,7 @@ def run_one(
         ).replace(root, os.path.relpath(root, REPO)),
         "best_ckpt": str(Path(trainer.checkpoint_callback.best_model_path).resolve()),
         "machine": f"{cpu_name()}, {_cores()} CPU cores",
+        "precision": str(trainer.precision),
         "params": sum(p.numel() for p in model.model.network.parameters()),
         "best_val_acc": float(trainer.checkpoint_callback.best_model_score),
         "epochs": trainer.current_epoch,

@@ -24,6 +24,7 @@ TINY = [
     "--model.lr", "3e-3",
     "--trainer.max_epochs", "3",
     "--trainer.enable_progress_bar", "false",
+    "--trainer.precision", "32-true",  # runs that are compared must not differ in precision by machine
 ]  # fmt: skip
 
 

@@ -70,10 +70,25 @@ def test_the_reference_cnn_is_the_published_network_and_its_rate_is_measured(mon
     # The book's model summary of this convnet: "Total params: 3,453,121".
     assert sum(p.numel() for p in cnn.parameters()) == 3_453_121
     assert cnn(torch.zeros(2, 3, 150, 150)).shape == (2, 1)
-    network, size, batch = reference_cnn_cost.best_network()  # what configs/best.yaml trains
+    network, size, batch = reference_cnn_cost.config_network("best")  # what configs/best.yaml trains
     assert sum(p.numel() for p in network.parameters()) == 1_554_881 and (size, batch) == (64, 128)
     network = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 1))
     optimizer = torch.optim.SGD(network.parameters(), lr=0.1)
     before = network[1].weight.detach().clone()
     rate = reference_cnn_cost.photos_per_second(network, optimizer, batch=4, size=8, seconds=0.05)
     assert rate > 0 and not torch.equal(network[1].weight, before)  # it took real training steps
+
+
+def test_the_step_rates_run_both_precisions_on_each_configs_real_network(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import step_rate
+
+    network, size, batch = step_rate.config_network("logreg")
+    assert (size, batch) == (32, 128) and sum(p.numel() for p in network.parameters()) == 3 * 32 * 32 + 1
+    optimizer = torch.optim.AdamW(network.parameters(), lr=0.1)
+    before = next(network.parameters()).detach().clone()
+    for bf16 in (False, True):
+        assert (
+            step_rate.photos_per_second(network, optimizer, batch=4, size=size, seconds=0.05, bf16=bf16) > 0
+        )
+    assert not torch.equal(next(network.parameters()), before)  # real steps in both precisions

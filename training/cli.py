@@ -122,9 +122,7 @@ class CatsDogsCLI(LightningCLI):
         if self.resume_note:
             rank_zero_info(self.resume_note)
         if self.config.get("trainer.precision") is None:
-            devices, nodes = self.config.get("trainer.devices"), self.config.get("trainer.num_nodes") or 1
-            processes = (devices if isinstance(devices, int) and devices > 0 else 1) * nodes
-            precision = choose_precision(str(self.config.get("trainer.accelerator")), processes)
+            precision = choose_precision(str(self.config.get("trainer.accelerator")))
             self.config["trainer.precision"] = precision
             rank_zero_info(f"trainer.precision: {precision}, what pays on this machine (training.precision)")
 

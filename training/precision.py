@@ -1,49 +1,49 @@
-"""`trainer.precision: null`: the precision that pays on this machine, chosen once at start-up.
+"""`trainer.precision: null`: the precision that pays on this machine, decided from what the chip has.
 
-On an NVIDIA GPU, bf16-mixed where it has bf16 (16-mixed where not); on other accelerators
-(Apple GPUs, TPUs) the float32 default, 32-true. On a CPU it depends on the
-chip, not on torch: with bf16 matrix instructions (AMX, AVX512-BF16) bf16 autocast runs an
-nn.Linear up to several times faster than fp32; without them torch emulates bf16, and we
-measured 0.67x on one Xeon and 0.05x on an AMD EPYC with AVX2. CPU flags do not say which
-kernels torch will pick, so the CPU case is measured: one small Linear forward and backward
-in both precisions, 0.2-0.5 s.
+The answer is a fact of the hardware, never a timing, so the same machine gives the same
+answer on every call, and a resumed run (whose config.yaml holds the resolved value) keeps it.
+
+- NVIDIA GPU: bf16-mixed where the GPU has bf16 arithmetic (compute capability 8.0 and up),
+  16-mixed on older ones (T4, V100). `torch.cuda.is_bf16_supported()` counts emulation as
+  support unless asked not to, and emulated bf16 is slower than fp16.
+- Apple GPUs, TPUs and other accelerators: 32-true, the safe default.
+- CPU: bf16-mixed only with bf16 matrix instructions (AVX512-BF16 or AMX-BF16 in the CPU
+  flags). Without them torch emulates bf16: we measured 0.67x on a Xeon and 0.05x on an AMD
+  EPYC with AVX2. With them, every zoo config trains 1.2-2.2x faster in bf16 (step rates per
+  CPU in docs/performance.md, from benchmarks/precision_step_rates.py).
 """
 
-import time
+import platform
+from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
-MIN_CPU_SPEEDUP = 1.2  # bf16 also rounds: it must pay clearly before we trade accuracy for speed
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
-def choose_precision(accelerator: str, processes: int) -> str:
-    """A Lightning precision string for a run on `accelerator` with `processes` processes."""
+def choose_precision(accelerator: str) -> str:
+    """A Lightning precision string for a run on `accelerator` (every DDP rank reads the same answer)."""
     if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+        return cuda_precision()
     on_mps = accelerator in ("auto", "gpu", "mps") and torch.backends.mps.is_available()
-    if on_mps or accelerator not in ("auto", "cpu"):  # Apple GPUs, TPUs...: the safe default
+    if on_mps or accelerator not in ("auto", "cpu"):
         return "32-true"
-    if processes > 1:  # every rank must choose the same, and a measurement could differ per rank
-        return "32-true"
-    return "bf16-mixed" if cpu_bf16_speedup() >= MIN_CPU_SPEEDUP else "32-true"
+    return "bf16-mixed" if cpu_has_bf16_matmul() else "32-true"
 
 
-def cpu_bf16_speedup(width: int = 512, rows: int = 256) -> float:
-    """fp32 time / bf16-autocast time of a (rows, width) @ (width, width) Linear forward+backward."""
-    x = torch.randn(rows, width, requires_grad=True)
-    weight = torch.randn(width, width, requires_grad=True)
+def cuda_precision() -> str:
+    """bf16-mixed on GPUs with native bf16 (Ampere and later), 16-mixed on older ones."""
+    return "bf16-mixed" if torch.cuda.is_bf16_supported(including_emulation=False) else "16-mixed"
 
-    def seconds(bf16: bool, limit: float = float("inf")) -> float:
-        best = float("inf")
-        for _ in range(3):  # the best of three: the first call also pays one-off set-up costs
-            start = time.perf_counter()
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                F.linear(x, weight).float().sum().backward()
-            best = min(best, time.perf_counter() - start)
-            if best > limit:  # clearly slower (emulated bf16 can be 20x): no need to time it again
-                break
-        return best
 
-    fp32 = seconds(bf16=False)
-    return fp32 / seconds(bf16=True, limit=2 * fp32)
+def cpu_has_bf16_matmul(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """True when the x86 CPU lists a bf16 matrix instruction set (Linux reads it from /proc/cpuinfo).
+
+    Elsewhere (macOS, Windows, ARM) the answer is False: no bf16 path measured there yet.
+    """
+    if platform.machine().lower() not in ("x86_64", "amd64") or not cpuinfo.is_file():
+        return False
+    for line in cpuinfo.read_text(errors="replace").splitlines():
+        if line.startswith("flags"):
+            return any(flag in line.split() for flag in BF16_CPU_FLAGS)
+    return False
