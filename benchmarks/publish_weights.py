@@ -36,16 +36,29 @@ KEYS = ("config", "seed", "params", "best_val_acc", "epochs", "fit_seconds", "im
 KEYS += ("test_acc", "test_auroc", "best_ckpt", "command")
 PARITY = 1e-6  # p_cat of the folder vs the checkpoint: float32 both ways, so only summation order
 SIZE_LIMIT = 40 * 2**20  # what the repository may hold in weights/ (the zoo issue's budget)
-PHOTOS = (
-    "Google's `cats_and_dogs_filtered`: 2,000 training photos (1,000 cats, 1,000 dogs) from the Kaggle "
-    "*Dogs vs. Cats* competition (2013), a subset of Microsoft Research's Asirra set provided by "
-    "Petfinder.com; 10% of them carved off for validation and model selection. Its 1,000-photo "
-    "`validation/` folder is the test set, used for nothing but the figures above.\n\n"
+TERMS = (
     'Licence of the photos: none is given. Kaggle offers them "for fun and research"; Microsoft '
     "distributes the full set under a Microsoft Research licence for non-commercial research. Treat "
     "these weights, learnt from them, as for research and education only, non-commercial; the "
     "copyright in each photo stays with its owner."
 )
+KAGGLE = (
+    "from the Kaggle *Dogs vs. Cats* competition (2013), a subset of Microsoft Research's Asirra set "
+    "provided by Petfinder.com; 10% of them carved off for validation and model selection. The "
+    "1,000-photo `validation/` folder (Kaggle indices 2000-2499, in neither training set) is the test "
+    "set, used for nothing but the figures above."
+)
+# The data set a run trained on, found by its folder's name in the run's command.
+PHOTOS = {
+    "dogs-vs-cats": "`dogs-vs-cats`: 6,999 original training photos (3,499 cats, 3,500 dogs) " + KAGGLE,
+    "cats_and_dogs_filtered": "Google's `cats_and_dogs_filtered`: 2,000 training photos (1,000 cats, "
+    "1,000 dogs) " + KAGGLE,
+}
+
+
+def dataset_of(run: dict) -> str:
+    """The name of the data set in the run's command (zoo.py writes it relative to the repository)."""
+    return next((name for name in PHOTOS if f"/{name}" in run["command"]), "cats_and_dogs_filtered")
 
 
 def publish(results: list[dict], out_dir: Path, photos: Path | None = TEST_PHOTOS) -> None:
@@ -86,8 +99,12 @@ def publish_run(run: dict, seeds: list[int], out_dir: Path, photos: Path | None)
     shutil.rmtree(new, ignore_errors=True)
     card = {key: run[key] for key in KEYS if key not in ("config", "best_ckpt")}  # config: the model's own
     card.update(name=run["config"], load_as=run["config"], seeds=", ".join(map(str, seeds)))
-    card.update(dataset="cats_and_dogs_filtered", test_photos="`cats_and_dogs_filtered/validation/`")
-    card.update(photos=PHOTOS, machine=run.get("machine") or machine())
+    dataset = dataset_of(run)
+    card.update(
+        dataset=dataset, test_photos=f"`{dataset}/validation/`", photos=f"{PHOTOS[dataset]}\n\n{TERMS}"
+    )
+    trained_in = f" in {run['precision']}" if run.get("precision") else ""
+    card.update(machine=(run.get("machine") or machine()) + trained_in)
     try:
         save_pretrained(model, new, card=card)
         check_parity(model, new, photos)

@@ -92,3 +92,27 @@ def test_the_step_rates_run_both_precisions_on_each_configs_real_network(monkeyp
             step_rate.photos_per_second(network, optimizer, batch=4, size=size, seconds=0.05, bf16=bf16) > 0
         )
     assert not torch.equal(next(network.parameters()), before)  # real steps in both precisions
+
+
+def test_data_size_subsets_are_nested_and_balanced_and_train_through_train_py(monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import data_size
+
+    root = make_layout(tmp_path / "photos", "split_folders", n_per_class=12)
+    small, large = (data_size.nested_subset(root, n, tmp_path / f"subset-{n}") for n in (8, 16))
+    for subset, n in ((small, 8), (large, 16)):
+        assert [len(list((subset / "train" / c).iterdir())) for c in ("cats", "dogs")] == [n // 2, n // 2]
+        assert (subset / "validation").resolve() == (root / "validation").resolve()
+    for name in ("cats", "dogs"):  # every photo of the smaller subset is in the larger one
+        assert {p.name for p in (small / "train" / name).iterdir()} < {
+            p.name for p in (large / "train" / name).iterdir()
+        }
+    tiny = ("--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false", "--data.image_size", "16")
+    results = data_size.train_sizes(["logreg"], [8, 24], root, whole=24, results_file=None, extra_args=tiny)
+    assert [(r["config"], r["train_photos"]) for r in results] == [("logreg", 8), ("logreg", 24)]
+    assert all(0.0 <= r["test_acc"] <= 1.0 and r["epochs"] == 1 for r in results)
+    assert "<nested subset of 8 photos>" in results[0]["command"]
+    table = data_size.render(results)
+    assert "| logreg |" in table and "8 photos" in table
+    data_size.plot(results, tmp_path / "curve.png")
+    assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"

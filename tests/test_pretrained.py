@@ -75,7 +75,9 @@ def results(trained_run) -> list[dict]:
         "epochs": 3,
         "fit_seconds": 4.2,
         "images_per_second": 100.0,
-        "command": "python train.py --config configs/mlp_article.yaml --seed_everything 1",
+        "command": "python train.py --config configs/mlp_article.yaml --data.root ../shared/data/dogs-vs-cats "
+        "--seed_everything 1",
+        "precision": "bf16-mixed",
     }
     worse = {
         "seed": 0,
@@ -133,6 +135,7 @@ def test_publish_picks_the_best_validation_seed_and_states_its_test_figures(zoo)
     card = (zoo / ENTRY / "README.md").read_text()
     assert "Seed 1:" in card and "--seed_everything 1" in card and "71.9%" in card and "0.812" in card
     assert "non-commercial" in card  # the photos' terms travel with the weights
+    assert "`dogs-vs-cats`: 6,999 original training photos" in card and "in bf16-mixed" in card
     results = {
         r.metric_type: r.metric_value for r in ModelCard.load(zoo / ENTRY / "README.md").data.eval_results
     }
