@@ -40,8 +40,11 @@ def main() -> None:
             seconds.append(time.perf_counter() - start)
         if result.returncode != 0:
             sys.exit(f"error: train.py failed for seed {seed}:\n{result.stderr[-2000:]}")
-        accuracies.append(float(re.search(r"test/acc (\d\.\d+)", result.stdout + result.stderr).group(1)))
-        print(f"seed {seed}: {seconds[-1]:.0f} s wall, test acc {accuracies[-1]:.1%}", flush=True)
+        output = result.stdout + result.stderr
+        accuracies.append(float(re.search(r"test/acc (\d\.\d+)", output).group(1)))
+        precision = re.search(r"^trainer\.precision: ([\w-]+)", output, re.MULTILINE)
+        precision = precision.group(1) if precision else "as configured"
+        print(f"seed {seed}: {seconds[-1]:.0f} s wall, test acc {accuracies[-1]:.1%}, {precision}")
     spread = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
     print(
         f"{args.config}: {statistics.mean(seconds):.0f} s wall (max {max(seconds):.0f} s), test acc "
