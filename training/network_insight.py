@@ -119,9 +119,15 @@ class NetworkInsight(pl.Callback):
                     "grad_W": layers[name].weight.grad,
                 }
             for kind, values in tensors.items():
-                if values is not None:
-                    # 64 even buckets: a third of the time of the default 1,500 uneven ones
-                    writer.add_histogram(f"{name}/{kind}", values.detach().float().cpu(), step, bins=64)
+                if values is None:
+                    continue
+                values = values.detach().float().cpu()
+                # In 16-mixed, a step the loss scaler skips (an overflow) leaves inf gradients,
+                # which cannot be binned; that step changed no weight, so there is nothing to show.
+                if kind == "grad_W" and not torch.isfinite(values).all():
+                    continue
+                # 64 even buckets: a third of the time of the default 1,500 uneven ones
+                writer.add_histogram(f"{name}/{kind}", values, step, bins=64)
             units = trace.a.reshape(-1, trace.a.shape[-1])  # (photos * tokens, units)
             g = activations.get(name)
             if g in RELU_LIKE:
