@@ -112,7 +112,7 @@ class CatsDogsClassifier(pl.LightningModule):
                 f"{self.current_epoch}); the checkpoints on disk are from before it: lower model.lr "
                 "and start again"
             )
-        self.train_metrics.update(torch.sigmoid(z.detach()), labels)  # on the augmented photos
+        self.train_metrics.update(p_cat_of(z.detach()), labels)  # on the augmented photos
         self.train_loss.update(loss.detach(), weight=len(labels))
         self.log("train/loss_step", loss, prog_bar=True)  # this batch, on this rank
         return loss
@@ -192,12 +192,19 @@ class CatsDogsClassifier(pl.LightningModule):
     ) -> Tensor:
         images, labels = batch
         z = self(images)
-        p_cat = torch.sigmoid(z)
+        p_cat = p_cat_of(z)
         metrics.update(p_cat, labels)
         loss.update(F.binary_cross_entropy_with_logits(z, labels.float()), weight=len(labels))
         self.log(f"{stage}/loss", loss)
         self.log_dict(metrics, prog_bar=stage == "val")
         return p_cat  # NetworkInsight draws the confusion matrix and PR curve from these
+
+
+def p_cat_of(z: Tensor) -> Tensor:
+    """p_cat = sigmoid(z) in float32. Under bf16 autocast z is bf16, and a bf16 p_cat near 0.5
+    is a multiple of 2^-8: p_cat in (0.5, 0.502) would become 0.5, which torchmetrics calls dog
+    and predict.py (float32) calls cat."""
+    return torch.sigmoid(z.float())
 
 
 def can_fuse_adamw(device: torch.device, precision_plugin: Precision) -> bool:

@@ -1,5 +1,5 @@
 """The classifier under mixed precision, run on the CPU: what a GPU user gets with 16-mixed
-(loss scaling, skipped steps, gradient clipping)."""
+(loss scaling, skipped steps, gradient clipping) and with bf16-mixed (p_cat for the metrics)."""
 
 import lightning.pytorch as pl
 import pytest
@@ -11,6 +11,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch.utils.data import DataLoader, TensorDataset
 
 from models.classifier import CatsDogsClassifier, can_fuse_adamw
+from models.labels import CAT
 from training.network_insight import NetworkInsight
 
 QUIET = dict(enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
@@ -86,3 +87,17 @@ def test_16_mixed_logs_unscaled_gradients_clips_and_survives_a_skipped_step(tmp_
     histograms = set(events.Tags()["histograms"])
     assert "head/grad_W" not in histograms
     assert {"layer1/grad_W", "head/W", "head/Z"} <= histograms
+
+
+@pytest.mark.filterwarnings("ignore:No negative samples:UserWarning")  # AUROC of cats alone
+def test_bf16_metrics_count_a_z_just_above_0_as_a_cat():
+    """bf16 has 8 bits of mantissa: sigmoid(2^-10) = 0.500244 rounds to 0.5 in bf16, which
+    torchmetrics (p > threshold) calls dog, while predict.py's float32 p_cat says cat."""
+    model = CatsDogsClassifier(network="logreg", image_size=8)
+    with torch.no_grad():  # z = 2^-10 for every photo, exactly representable in bf16
+        model.model.network.head.weight.zero_()
+        model.model.network.head.bias.fill_(2**-10)
+    cats = TensorDataset(torch.randint(0, 256, (8, 3, 8, 8), dtype=torch.uint8), torch.full((8,), CAT))
+    trainer = pl.Trainer(accelerator="cpu", precision="bf16-mixed", logger=False, **QUIET)
+    (metrics,) = trainer.validate(model, DataLoader(cats, batch_size=4), verbose=False)
+    assert metrics["val/acc"] == 1.0
