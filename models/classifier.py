@@ -86,9 +86,13 @@ class CatsDogsClassifier(pl.LightningModule):
         self.train_metrics = binary_metrics("train/", threshold)
         self.val_metrics = binary_metrics("val/", threshold)
         self.test_metrics = binary_metrics("test/", threshold)
-        # Mean losses over every photo of a stage, on every rank together (torchmetrics
-        # weighs each batch by its photos, so uneven batches and ranks average right).
-        self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
+        # Mean losses over every photo of a stage, on every rank together: each is fed the
+        # per-photo losses, so uneven batches and ranks average right. No NaN check: it would
+        # make the CPU wait for the GPU every step, and a NaN training loss stops the run anyway.
+        # ("disable" also drops MeanMetric's weights, hence per-photo values, not weights.)
+        self.train_loss = MeanMetric(nan_strategy="disable")
+        self.val_loss = MeanMetric(nan_strategy="disable")
+        self.test_loss = MeanMetric(nan_strategy="disable")
         # Lets Lightning draw the model graph in TensorBoard and show layer shapes at the start.
         self.example_input_array = torch.zeros(2, 3, image_size, image_size, dtype=torch.uint8)
 
@@ -105,7 +109,9 @@ class CatsDogsClassifier(pl.LightningModule):
         smoothing = self.hparams.label_smoothing
         targets = targets * (1 - smoothing) + 0.5 * smoothing
         z = self.model.network(x)  # (B,)
-        loss = F.binary_cross_entropy_with_logits(z, targets)
+        photo_losses = F.binary_cross_entropy_with_logits(z, targets, reduction="none")  # (B,)
+        loss = photo_losses.mean()
+        # The one wait for the GPU a step that we keep: it stops before the bad update.
         if not torch.isfinite(loss):
             raise TrainingDiverged(
                 f"the training loss is {loss.item()} at step {self.global_step} (epoch "
@@ -113,7 +119,7 @@ class CatsDogsClassifier(pl.LightningModule):
                 "and start again"
             )
         self.train_metrics.update(p_cat_of(z.detach()), labels)  # on the augmented photos
-        self.train_loss.update(loss.detach(), weight=len(labels))
+        self.train_loss.update(photo_losses.detach())
         self.log("train/loss_step", loss, prog_bar=True)  # this batch, on this rank
         return loss
 
@@ -194,7 +200,7 @@ class CatsDogsClassifier(pl.LightningModule):
         z = self(images)
         p_cat = p_cat_of(z)
         metrics.update(p_cat, labels)
-        loss.update(F.binary_cross_entropy_with_logits(z, labels.float()), weight=len(labels))
+        loss.update(F.binary_cross_entropy_with_logits(z, labels.float(), reduction="none"))
         self.log(f"{stage}/loss", loss)
         self.log_dict(metrics, prog_bar=stage == "val")
         return p_cat  # NetworkInsight draws the confusion matrix and PR curve from these
@@ -220,8 +226,14 @@ def can_fuse_adamw(device: torch.device, precision_plugin: Precision) -> bool:
 
 
 def binary_metrics(prefix: str, threshold: float) -> MetricCollection:
-    """Accuracy, AUROC and F1 with cat as the positive class."""
-    return MetricCollection(
-        {"acc": BinaryAccuracy(threshold), "auroc": BinaryAUROC(), "f1": BinaryF1Score(threshold)},
-        prefix=prefix,
-    )
+    """Accuracy, AUROC and F1 with cat as the positive class.
+
+    `validate_args=False`: the inputs are ours (p_cat in [0, 1], labels 0 or 1), and checking
+    them makes the CPU wait for the GPU on every update.
+    """
+    metrics = {
+        "acc": BinaryAccuracy(threshold, validate_args=False),
+        "auroc": BinaryAUROC(validate_args=False),
+        "f1": BinaryF1Score(threshold, validate_args=False),
+    }
+    return MetricCollection(metrics, prefix=prefix)

@@ -70,9 +70,14 @@ class NetworkInsight(pl.Callback):
         # the gradients are already averaged, so rank 0's are every rank's.
         writer, step = self._writer(trainer), trainer.global_step
         if writer is not None and (step + 1) % trainer.log_every_n_steps == 0:
-            for name, linear in pl_module.model.network.linear_layers().items():
-                if linear.weight.grad is not None:
-                    writer.add_scalar(f"{name}/grad_norm", torch.linalg.vector_norm(linear.weight.grad), step)
+            layers = pl_module.model.network.linear_layers().items()
+            grads = {name: linear.weight.grad for name, linear in layers if linear.weight.grad is not None}
+            if grads:
+                # One copy to the CPU for all layers: a tensor passed to add_scalar would make the
+                # CPU wait for the GPU once per layer.
+                norms = torch.stack([torch.linalg.vector_norm(grad) for grad in grads.values()])
+                for name, norm in zip(grads, norms.tolist(), strict=True):
+                    writer.add_scalar(f"{name}/grad_norm", norm, step)
 
     def on_validation_batch_end(
         self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
