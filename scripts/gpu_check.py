@@ -185,20 +185,13 @@ def workers(args: argparse.Namespace) -> None:
 
     seconds, used = {}, {}
     for setting in ("0", "null"):
-        options = [
-            "--trainer.max_epochs",
-            "2",
-            "--insight.every_n_epochs",
-            "1000",
-            "--data.num_workers",
-            setting,
-        ]
-        cli = CatsDogsCLI([*args.train_args, *options])
+        options = ["--trainer.max_epochs", "2", "--insight.every_n_epochs", "1000"]
+        cli = CatsDogsCLI([*args.train_args, *options, "--data.num_workers", setting])
         timer = EpochTimer()
         cli.trainer.callbacks.append(timer)
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
         seconds[setting] = timer.seconds[-1]
-        used[setting] = cli.trainer.train_dataloader.num_workers
+        used[setting] = cli.datamodule.loader_settings()["num_workers"]
     print(f"an epoch: {seconds['0']:.2f} s with num_workers 0, {seconds['null']:.2f} s with null "
           f"({used['null']} workers)")  # fmt: skip
     assert seconds["null"] <= 1.1 * seconds["0"], "workers chosen for the GPU were slower than none"
