@@ -34,9 +34,6 @@ class HideAdvert(logging.Filter):
 def main(args: list[str] | None = None) -> int:
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).addFilter(HideAdvert())
-    # The photos are a memory-mapped uint8 array already in memory: worker processes would
-    # compete with the matrix multiplications for the same cores, not speed anything up.
-    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
     # Two notices from below this project, true of torch and Lightning, not of a run: TensorBoard
     # draws the model graph with torch.jit.trace (deprecated, still right), and Lightning 2.6
     # uses a torch pytree check that torch 2.14 deprecates.

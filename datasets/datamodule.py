@@ -13,6 +13,7 @@ from typing import Literal
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.accelerators import CPUAccelerator, CUDAAccelerator
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
@@ -54,8 +55,11 @@ class CatsDogsDataModule(L.LightningDataModule):
         auto_augment: A random colour/geometry operation per training photo: "trivial"
             (TrivialAugmentWide), "randaugment" (RandAugment) or "none".
         seed: Seed of the split and the training order; 0 to 2**32 - 1.
-        num_workers: DataLoader worker processes (0 loads in the main process); the cache
-            build uses every CPU core regardless.
+        num_workers: DataLoader worker processes (0 loads in the main process). null: 0 on a
+            CPU, where workers take cores from the training itself (docs/scaling.md measures
+            it), and the CPU cores shared out among the devices on a GPU, where augmenting
+            in the main process would leave the GPU waiting. The cache build uses every CPU
+            core regardless.
         cache_dir: Folder for decoded-image caches.
         download_dir: Where the archive is downloaded and extracted when root is empty.
     """
@@ -72,7 +76,7 @@ class CatsDogsDataModule(L.LightningDataModule):
         crop_scale: tuple[float, float] | None = None,
         auto_augment: Literal["none", "trivial", "randaugment"] = "none",
         seed: int = 0,
-        num_workers: int = 0,
+        num_workers: int | None = None,
         cache_dir: str = "data/cache",
         download_dir: str = "data",
     ) -> None:
@@ -84,7 +88,7 @@ class CatsDogsDataModule(L.LightningDataModule):
         for name, value, allowed, in_range in (
             ("image_size", image_size, "8 to 512", 8 <= image_size <= 512),
             ("batch_size", batch_size, "1 or more", batch_size >= 1),
-            ("num_workers", num_workers, "0 or more", num_workers >= 0),
+            ("num_workers", num_workers, "0 or more, or null", num_workers is None or num_workers >= 0),
             ("seed", seed, f"0 to {2**32 - 1}", 0 <= seed < 2**32),
             ("val_fraction", val_fraction, "in [0, 0.5)", 0 <= val_fraction < 0.5),
             ("test_fraction", test_fraction, "in [0, 0.5)", 0 <= test_fraction < 0.5),
@@ -133,14 +137,12 @@ class CatsDogsDataModule(L.LightningDataModule):
         self.channel_mean, self.channel_std = channel_stats(cache.images, self.splits["train"])
 
     def train_dataloader(self) -> DataLoader:
-        workers = self.hparams.num_workers
         loader = StatefulDataLoader(
             self._split("train", self.train_transform, hflip=self.hparams.hflip),
             batch_size=self.hparams.batch_size,
             collate_fn=batch_collate,
             shuffle=True,  # Lightning sees it, and under DDP shuffles each rank's share
-            num_workers=workers,
-            persistent_workers=workers > 0,
+            **self.loader_settings(),
         )
         # The order depends on data.seed alone. Seeded on the sampler, not as the loader's
         # generator: torchdata draws the loader's per-epoch seed from that one too, and a
@@ -153,6 +155,22 @@ class CatsDogsDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._evaluation_loader("test")
+
+    def loader_settings(self) -> dict[str, int | bool]:
+        """The DataLoader options that depend on where the batches go (see num_workers)."""
+        trainer = self.trainer  # None outside Lightning: loaders as on a CPU
+        on_cpu = trainer is None or isinstance(trainer.accelerator, CPUAccelerator)
+        workers = self.hparams.num_workers
+        if workers is None:
+            workers = 0 if on_cpu else max(1, available_cpus() // trainer.num_devices)
+        return {
+            "num_workers": workers,
+            # Workers kept between epochs, the evaluation loaders' too, rather than started
+            # again for every validation pass.
+            "persistent_workers": workers > 0,
+            # Page-locked batches copy to the GPU asynchronously, while the step runs.
+            "pin_memory": trainer is not None and isinstance(trainer.accelerator, CUDAAccelerator),
+        }
 
     def summary(self) -> str:
         """A few lines for the log: source, split and class counts, skipped files, cache."""
@@ -182,8 +200,8 @@ class CatsDogsDataModule(L.LightningDataModule):
             photos,
             batch_size=self.hparams.batch_size,
             sampler=sampler,
-            num_workers=self.hparams.num_workers,
             collate_fn=batch_collate,
+            **self.loader_settings(),
         )
 
     def _split(self, split: str, transform: v2.Transform | None = None, hflip: bool = False) -> CachedImages:
@@ -198,6 +216,11 @@ class CatsDogsDataModule(L.LightningDataModule):
         root = self._root()
         entries = list_entries(root, self.layout)
         return ensure_cache(root, entries, self.hparams.image_size, self.hparams.cache_dir, name=self.layout)
+
+
+def available_cpus() -> int:
+    """The CPU cores this process may run on (a container or taskset may allow fewer than exist)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def train_transform(

@@ -43,8 +43,10 @@ def export_model(model: PCatModel, export_format: str, output: str | Path) -> Pa
 
 
 def _example_photos(model: PCatModel) -> torch.Tensor:
-    # Two photos, so no shape in the traced graph is specialised to a batch of one.
-    return torch.randint(0, 256, (2, 3, model.image_size, model.image_size), dtype=torch.uint8)
+    # Two photos, so no shape in the traced graph is specialised to a batch of one; on the
+    # weights' device, so a model on a GPU exports too (the files load on any device).
+    device = next(model.parameters()).device
+    return torch.randint(0, 256, (2, 3, model.image_size, model.image_size), dtype=torch.uint8, device=device)
 
 
 def _onnx(model: PCatModel, metadata: dict[str, str], output: Path) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.plugins.precision import MixedPrecision, Precision
 from torch import Tensor
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryF1Score
@@ -85,9 +86,13 @@ class CatsDogsClassifier(pl.LightningModule):
         self.train_metrics = binary_metrics("train/", threshold)
         self.val_metrics = binary_metrics("val/", threshold)
         self.test_metrics = binary_metrics("test/", threshold)
-        # Mean losses over every photo of a stage, on every rank together (torchmetrics
-        # weighs each batch by its photos, so uneven batches and ranks average right).
-        self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
+        # Mean losses over every photo of a stage, on every rank together: each is fed the
+        # per-photo losses, so uneven batches and ranks average right. No NaN check: it would
+        # make the CPU wait for the GPU every step, and a NaN training loss stops the run anyway.
+        # ("disable" also drops MeanMetric's weights, hence per-photo values, not weights.)
+        self.train_loss = MeanMetric(nan_strategy="disable")
+        self.val_loss = MeanMetric(nan_strategy="disable")
+        self.test_loss = MeanMetric(nan_strategy="disable")
         # Lets Lightning draw the model graph in TensorBoard and show layer shapes at the start.
         self.example_input_array = torch.zeros(2, 3, image_size, image_size, dtype=torch.uint8)
 
@@ -104,15 +109,17 @@ class CatsDogsClassifier(pl.LightningModule):
         smoothing = self.hparams.label_smoothing
         targets = targets * (1 - smoothing) + 0.5 * smoothing
         z = self.model.network(x)  # (B,)
-        loss = F.binary_cross_entropy_with_logits(z, targets)
+        photo_losses = F.binary_cross_entropy_with_logits(z, targets, reduction="none")  # (B,)
+        loss = photo_losses.mean()
+        # The one wait for the GPU a step that we keep: it stops before the bad update.
         if not torch.isfinite(loss):
             raise TrainingDiverged(
                 f"the training loss is {loss.item()} at step {self.global_step} (epoch "
                 f"{self.current_epoch}); the checkpoints on disk are from before it: lower model.lr "
                 "and start again"
             )
-        self.train_metrics.update(torch.sigmoid(z.detach()), labels)  # on the augmented photos
-        self.train_loss.update(loss.detach(), weight=len(labels))
+        self.train_metrics.update(p_cat_of(z.detach()), labels)  # on the augmented photos
+        self.train_loss.update(photo_losses.detach())
         self.log("train/loss_step", loss, prog_bar=True)  # this batch, on this rank
         return loss
 
@@ -141,9 +148,7 @@ class CatsDogsClassifier(pl.LightningModule):
                 {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
             ],
             lr=self.hparams.lr,
-            # One kernel over all parameters instead of a loop of ~10 ops per tensor: on 2 CPU
-            # cores ~6 ms a step for the article MLP's 6.4M weights instead of ~40 ms.
-            fused=self.device.type in ("cpu", "cuda"),
+            fused=can_fuse_adamw(self.device, self.trainer.precision_plugin),
         )
         trainer, steps_per_epoch = self.trainer, self._steps_per_epoch()
         epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else 1
@@ -193,17 +198,42 @@ class CatsDogsClassifier(pl.LightningModule):
     ) -> Tensor:
         images, labels = batch
         z = self(images)
-        p_cat = torch.sigmoid(z)
+        p_cat = p_cat_of(z)
         metrics.update(p_cat, labels)
-        loss.update(F.binary_cross_entropy_with_logits(z, labels.float()), weight=len(labels))
+        loss.update(F.binary_cross_entropy_with_logits(z, labels.float(), reduction="none"))
         self.log(f"{stage}/loss", loss)
         self.log_dict(metrics, prog_bar=stage == "val")
         return p_cat  # NetworkInsight draws the confusion matrix and PR curve from these
 
 
+def p_cat_of(z: Tensor) -> Tensor:
+    """p_cat = sigmoid(z) in float32. Under bf16 autocast z is bf16, and a bf16 p_cat near 0.5
+    is a multiple of 2^-8: p_cat in (0.5, 0.502) would become 0.5, which torchmetrics calls dog
+    and predict.py (float32) calls cat."""
+    return torch.sigmoid(z.float())
+
+
+def can_fuse_adamw(device: torch.device, precision_plugin: Precision) -> bool:
+    """Whether AdamW may run fused: one kernel over all parameters instead of a loop of ~10 ops
+    per tensor (on 2 CPU cores ~6 ms a step for the article MLP's 6.4M weights instead of ~40 ms).
+
+    Not under a loss scaler (16-mixed): Lightning then leaves unscaling to the fused step, so the
+    gradients that clipping and NetworkInsight see are still times the loss scale (65,536 at
+    first), and `gradient_clip_val` raises.
+    """
+    scaled = isinstance(precision_plugin, MixedPrecision) and precision_plugin.scaler is not None
+    return device.type in ("cpu", "cuda") and not scaled
+
+
 def binary_metrics(prefix: str, threshold: float) -> MetricCollection:
-    """Accuracy, AUROC and F1 with cat as the positive class."""
-    return MetricCollection(
-        {"acc": BinaryAccuracy(threshold), "auroc": BinaryAUROC(), "f1": BinaryF1Score(threshold)},
-        prefix=prefix,
-    )
+    """Accuracy, AUROC and F1 with cat as the positive class.
+
+    `validate_args=False`: the inputs are ours (p_cat in [0, 1], labels 0 or 1), and checking
+    them makes the CPU wait for the GPU on every update.
+    """
+    metrics = {
+        "acc": BinaryAccuracy(threshold, validate_args=False),
+        "auroc": BinaryAUROC(validate_args=False),
+        "f1": BinaryF1Score(threshold, validate_args=False),
+    }
+    return MetricCollection(metrics, prefix=prefix)

@@ -11,7 +11,7 @@ import torch
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from datasets import DataError
-from datasets.datamodule import CatsDogsDataModule
+from datasets.datamodule import CatsDogsDataModule, available_cpus
 from models.labels import CAT
 from tests.image_factory import (
     CAT_COLOR,
@@ -307,3 +307,30 @@ def test_a_lightning_fit_validate_and_test_consume_the_datamodule(photos, tmp_pa
     sizes = {name: len(indices) for name, indices in data.splits.items()}
     assert probe.seen == {"train": 2 * sizes["train"], "val": 2 * sizes["val"], "test": sizes["test"]}
     assert trainer.global_step == 2 * math.ceil(sizes["train"] / 8)
+
+
+def loader_options(data: CatsDogsDataModule) -> list[tuple[int, bool, bool]]:
+    loaders = (data.train_dataloader(), data.val_dataloader(), data.test_dataloader())  # none started
+    return [(loader.num_workers, loader.pin_memory, loader.persistent_workers) for loader in loaders]
+
+
+def test_on_a_cpu_every_loader_loads_in_the_training_process(photos, tmp_path):
+    data = ready(photos, tmp_path / "cache")
+    data.trainer = L.Trainer(accelerator="cpu", devices=1, logger=False)
+    assert loader_options(data) == [(0, False, False)] * 3
+
+
+def test_for_gpus_every_loader_has_kept_workers_from_its_share_of_the_cores_and_pinned_memory(
+    photos, tmp_path, monkeypatch
+):
+    # Two GPUs as torch would report them, stubbed where Lightning asks torch.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    data = ready(photos, tmp_path / "cache")
+    data.trainer = L.Trainer(accelerator="cuda", devices=2, strategy="ddp", logger=False)
+    workers = max(1, available_cpus() // 2)  # per process: each GPU has its own
+    assert loader_options(data) == [(workers, True, True)] * 3
+    explicit = ready(photos, tmp_path / "cache", num_workers=0)
+    explicit.trainer = data.trainer
+    assert loader_options(explicit) == [(0, True, False)] * 3

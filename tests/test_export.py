@@ -18,7 +18,7 @@ import export
 import predict
 from datasets import decode_many, find_image_files
 from inference import ExportedModel, PCatModel, load_model
-from inference.export import FORMATS, export_model
+from inference.export import FORMATS, _example_photos, export_model
 from inference.loading import file_kind
 from tests.conftest import run_script
 
@@ -186,3 +186,10 @@ def test_flip_averaging_and_per_image_normalisation_travel_into_every_format(exp
         torch.testing.assert_close(exported(images), by_hand, rtol=0, atol=1e-5)
     assert (torch.sigmoid(z_photo) - by_hand).abs().max() > 1e-4  # the mirror pass does change p_cat
     assert exported.config["tta_flip"] is True and exported.config["input_norm"] == "per_image"
+
+
+def test_the_example_photos_are_made_where_the_weights_are():
+    """Tracing a model on a GPU needs its example photos there too; "meta" stands in for the GPU."""
+    model = PCatModel("logreg", None, 8).to("meta")
+    photos = _example_photos(model)
+    assert photos.device.type == "meta" and photos.shape == (2, 3, 8, 8) and photos.dtype == torch.uint8

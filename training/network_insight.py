@@ -70,9 +70,14 @@ class NetworkInsight(pl.Callback):
         # the gradients are already averaged, so rank 0's are every rank's.
         writer, step = self._writer(trainer), trainer.global_step
         if writer is not None and (step + 1) % trainer.log_every_n_steps == 0:
-            for name, linear in pl_module.model.network.linear_layers().items():
-                if linear.weight.grad is not None:
-                    writer.add_scalar(f"{name}/grad_norm", torch.linalg.vector_norm(linear.weight.grad), step)
+            layers = pl_module.model.network.linear_layers().items()
+            grads = {name: linear.weight.grad for name, linear in layers if linear.weight.grad is not None}
+            if grads:
+                # One copy to the CPU for all layers: a tensor passed to add_scalar would make the
+                # CPU wait for the GPU once per layer.
+                norms = torch.stack([torch.linalg.vector_norm(grad) for grad in grads.values()])
+                for name, norm in zip(grads, norms.tolist(), strict=True):
+                    writer.add_scalar(f"{name}/grad_norm", norm, step)
 
     def on_validation_batch_end(
         self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
@@ -119,9 +124,15 @@ class NetworkInsight(pl.Callback):
                     "grad_W": layers[name].weight.grad,
                 }
             for kind, values in tensors.items():
-                if values is not None:
-                    # 64 even buckets: a third of the time of the default 1,500 uneven ones
-                    writer.add_histogram(f"{name}/{kind}", values.detach().float().cpu(), step, bins=64)
+                if values is None:
+                    continue
+                values = values.detach().float().cpu()
+                # In 16-mixed, a step the loss scaler skips (an overflow) leaves inf gradients,
+                # which cannot be binned; that step changed no weight, so there is nothing to show.
+                if kind == "grad_W" and not torch.isfinite(values).all():
+                    continue
+                # 64 even buckets: a third of the time of the default 1,500 uneven ones
+                writer.add_histogram(f"{name}/{kind}", values, step, bins=64)
             units = trace.a.reshape(-1, trace.a.shape[-1])  # (photos * tokens, units)
             g = activations.get(name)
             if g in RELU_LIKE:
