@@ -35,6 +35,7 @@ TINY = [
     "--data.hflip", "false",  # with dropout off too, each image's training loss is fixed
     "--trainer.max_epochs", "1",
     "--trainer.accelerator", "cpu",
+    "--trainer.precision", "32-true",  # compared with a float32 oracle: the same precision on every CPU
     "--data.val_fraction", str(VAL_FRACTION),
 ]  # fmt: skip
 
