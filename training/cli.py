@@ -99,8 +99,8 @@ class CatsDogsCLI(LightningCLI):
         if run.version is not None:
             self.run_folder = run.folder  # same folder, same TensorBoard run
         typed = drop_config_option(sys.argv[1:] if args is None else list(args))
-        # A --config file saved after the run's own config was edited since the run began:
-        # its values count as typed (an older one is how the run began, typed options and all).
+        # A --config file saved after the run's own config has been edited since the run began:
+        # its values count as typed. An older one is how the run began, typed options and all.
         edited = [
             str(file)
             for file in self.config.get("config") or []
@@ -167,10 +167,11 @@ class CatsDogsCLI(LightningCLI):
             plugins.append(AtomicCheckpointIO())
         # The run folder is claimed only now, after the model and data have refused any bad
         # value, so a refused run leaves none behind; on DDP's other ranks Lightning broadcasts
-        # rank 0's folder to everything that writes.
-        if self.run_folder is None and rank_zero_only.rank == 0:
-            self.run_folder = claim_run_folder(self.runs_folder())
+        # rank 0's folder to everything that writes. Another kind of logger keeps its own rules.
         logger = trainer.get("logger")
+        ours = logger in (False, None) or hasattr(logger, "root_dir")  # TensorBoard's, CSV's
+        if ours and self.run_folder is None and rank_zero_only.rank == 0:
+            self.run_folder = claim_run_folder(self.runs_folder())
         if self.run_folder is not None and logger in (False, None):
             kwargs["default_root_dir"] = str(self.run_folder)  # config.yaml and checkpoints/ go there
         elif self.run_folder is not None and hasattr(logger, "root_dir"):
