@@ -7,7 +7,10 @@ Every option is a LightningCLI option: `--help`, `--print_config`, dotted overri
 Ctrl-C or SIGTERM saves last.ckpt and exits non-zero; `--ckpt_path last` goes on from it.
 """
 
+import errno
 import logging
+import os
+import shutil
 import signal
 import sys
 import warnings
@@ -19,9 +22,10 @@ from datasets import DataError
 from inference import ModelFileError
 from models import ModelConfigError
 from models.classifier import TrainingDiverged
+from training.checkpointing import DiskFull
 from training.cli import CatsDogsCLI, ConfigError
 
-USER_ERRORS = (ConfigError, DataError, ModelConfigError, ModelFileError)
+USER_ERRORS = (ConfigError, DataError, DiskFull, ModelConfigError, ModelFileError)
 
 
 class HideAdvert(logging.Filter):
@@ -50,6 +54,10 @@ def main(args: list[str] | None = None) -> int:
         return fail(error)
     except TrainingDiverged as error:
         return fail(error, status=3)
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+        return fail(disk_full(error))
     except SIGTERMException:
         return 128 + signal.SIGTERM  # last.ckpt is saved (training.checkpointing.SaveLastOnInterrupt)
     finally:
@@ -66,6 +74,16 @@ def main(args: list[str] | None = None) -> int:
 def fail(error: Exception, status: int = 2) -> int:
     print(f"error: {error}", file=sys.stderr)
     return status
+
+
+def disk_full(error: OSError) -> str:
+    """A full disk anywhere but a checkpoint (TensorBoard events, the photo cache), in one line."""
+    folder = os.path.dirname(os.path.abspath(error.filename)) if error.filename else os.getcwd()
+    free = shutil.disk_usage(folder).free if os.path.isdir(folder) else 0
+    return (
+        f"no space left in {folder} ({free / 1e6:.0f} MB free); free some space, then run the "
+        "same command again (add --ckpt_path last if training had begun)"
+    )
 
 
 def summary(trainer, test_metrics: dict[str, float], best_path: str, run_dir: str | None) -> str:

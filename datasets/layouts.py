@@ -114,12 +114,22 @@ def _annotation_stems(list_file: Path) -> set[str]:
 
 
 def _files_under(folder: Path) -> list[Path]:
-    """Every non-hidden file below `folder`; folders named like images count as files."""
+    """Every non-hidden file below `folder`; folders named like images count as files.
+
+    A link to `folder` or a folder above it (`ln -s . loop`, `ln -s .. up`) is listed as a
+    file, not followed: decoding then skips it and skipped.csv names it. Followed, it would
+    list every photo again at each level until the OS refuses the path (ELOOP).
+    """
+    real = Path(os.path.realpath(folder))
     found = []
     for item in sorted(os.scandir(folder), key=lambda item: item.name):
         if item.name.startswith("."):
             continue
-        if item.is_dir() and not item.name.lower().endswith(IMAGE_SUFFIXES):
+        try:
+            is_folder = item.is_dir() and not item.name.lower().endswith(IMAGE_SUFFIXES)
+        except OSError:  # a link to itself, or links that lead round: the OS refused it already
+            is_folder = False
+        if is_folder and not real.is_relative_to(os.path.realpath(item.path)):
             found += _files_under(Path(item.path))
         else:
             found.append(Path(item.path))

@@ -1,4 +1,4 @@
-"""A test-only callback that stops a real train.py run from inside, at a chosen optimiser step.
+"""Test-only callbacks that stop a real train.py run from inside, at a chosen optimiser step.
 
 Added on the command line like any callback (train.py's folder is on sys.path, so `tests`
 imports from any working folder):
@@ -11,6 +11,7 @@ starts past `step` never meets it again; one that starts before it (after a hard
 unless `once` names a file that marks it done.
 """
 
+import errno
 import os
 import signal as signals
 from pathlib import Path
@@ -39,3 +40,14 @@ class SignalAtStep(pl.Callback):
                 return
             self.once.touch()
         os.kill(os.getpid(), self.signum)
+
+
+class DiskFullAtStep(pl.Callback):
+    """Fails as a write onto a full disk does (OSError ENOSPC) when optimiser step `step` is done."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if trainer.global_step == self.step:
+            raise OSError(errno.ENOSPC, "No space left on device", str(Path(trainer.log_dir) / "events"))

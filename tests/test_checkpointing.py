@@ -21,7 +21,7 @@ import torch
 from inference import read_checkpoint
 from models import PROJECT_VERSION
 from tests.conftest import ARTICLE_CONFIG, REPO, TINY, run_script
-from training.checkpointing import AtomicCheckpointIO
+from training.checkpointing import AtomicCheckpointIO, DiskFull
 
 
 def umask() -> int:
@@ -98,15 +98,40 @@ class FullDisk:
         raise OSError(errno.ENOSPC, "No space left on device")
 
 
-def test_save_that_fails_midway_keeps_the_previous_file_and_leaves_no_temporary(tmp_path):
+class FullDiskInTorchsWriter:
+    """The same, as torch's zip writer reports it: a RuntimeError raised while handling the OSError."""
+
+    def __reduce__(self):
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos") from None
+
+
+@pytest.mark.parametrize("full_disk", [FullDisk, FullDiskInTorchsWriter])
+def test_save_onto_a_full_disk_keeps_the_previous_file_and_says_what_it_needs(tmp_path, full_disk):
     io, path = AtomicCheckpointIO(), tmp_path / "last.ckpt"
     io.save_checkpoint(checkpoint_of(1.0), path)
     before = path.read_bytes()
-    with pytest.raises(OSError) as failed:
-        io.save_checkpoint(checkpoint_of(2.0, tail=FullDisk()), path)
-    assert failed.value.errno == errno.ENOSPC
+    big = {"state_dict": {"w": torch.zeros(3_000_000)}, "tail": full_disk()}  # 12 MB of tensors
+    with pytest.raises(DiskFull) as failed:
+        io.save_checkpoint(big, path)
+    message = str(failed.value)
+    assert f"no space left in {tmp_path}: a checkpoint needs about 12 MB" in message, message
+    assert "MB are free" in message and "--ckpt_path last" in message and "\n" not in message
     assert path.read_bytes() == before
     assert listing(tmp_path) == ["last.ckpt"]
+
+
+def test_a_save_that_fails_otherwise_is_not_called_a_full_disk(tmp_path):
+    class Unpicklable:
+        def __reduce__(self):
+            raise OSError(errno.EIO, "Input/output error")
+
+    with pytest.raises(OSError) as failed:
+        AtomicCheckpointIO().save_checkpoint(checkpoint_of(1.0, tail=Unpicklable()), tmp_path / "x.ckpt")
+    assert failed.value.errno == errno.EIO
+    assert listing(tmp_path) == []
 
 
 def test_save_replaces_the_file_whole_and_a_reader_keeps_the_old_one(tmp_path):

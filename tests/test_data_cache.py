@@ -4,6 +4,10 @@ import csv
 import hashlib
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +17,7 @@ from datasets import DataError, decode_image
 from datasets.cache import ensure_cache
 from datasets.layouts import list_entries
 from models.labels import CAT, DOG
+from tests.conftest import REPO
 from tests.image_factory import (
     make_directory_named_image,
     make_layout,
@@ -118,7 +123,11 @@ def test_changed_photos_or_image_size_get_a_fresh_cache(photos, tmp_path, change
     assert stamp(first) == first_files  # the old cache is left as it was
 
 
-@pytest.mark.parametrize("damage", ["truncated_images", "garbled_index", "no_report", "wrong_shape"])
+@pytest.mark.parametrize(
+    "damage",
+    ["truncated_images", "noise_over_pixels", "garbled_index", "index_is_a_list", "index_is_null",
+     "no_report", "wrong_shape"],
+)  # fmt: skip
 def test_damaged_cache_is_rebuilt_with_a_warning(photos, tmp_path, damage):
     first = build(photos, tmp_path / "cache")
     directory, pixels, paths = first.directory, np.array(first.images), first.paths
@@ -126,8 +135,17 @@ def test_damaged_cache_is_rebuilt_with_a_warning(photos, tmp_path, damage):
     images_file, index_file = directory / "images.npy", directory / "index.json"
     if damage == "truncated_images":
         os.truncate(images_file, os.path.getsize(images_file) // 2)
+    elif damage == "noise_over_pixels":  # the header whole, the pixels random: loads as a cache
+        header = os.path.getsize(images_file) - pixels.nbytes
+        with open(images_file, "r+b") as file:
+            file.seek(header)
+            file.write(np.random.default_rng(0).bytes(pixels.nbytes))
     elif damage == "garbled_index":
         index_file.write_text(index_file.read_text()[:40])
+    elif damage == "index_is_a_list":
+        index_file.write_text("[]")
+    elif damage == "index_is_null":
+        index_file.write_text("null")
     elif damage == "no_report":
         (directory / "skipped.csv").unlink()
     else:
@@ -154,6 +172,33 @@ def test_interrupted_builds_are_never_mistaken_for_a_cache(photos, tmp_path):
     rebuilt = build(photos, tmp_path / "cache")
     assert rebuilt.directory == directory and np.array_equal(rebuilt.images, pixels)
     assert sorted(os.listdir(tmp_path / "cache")) == sorted([directory.name, scratch.name])
+
+
+def test_sigterm_during_a_build_leaves_no_scratch_folder(tmp_path):
+    # 300 copies of one large photo: decoding them takes long enough to be stopped midway.
+    photo = write_image(tmp_path / "photo.jpg", (200, 120, 80), (900, 900), noise=60)
+    for label in ("Cat", "Dog"):
+        (tmp_path / "pets" / label).mkdir(parents=True)
+        for i in range(150):
+            os.link(photo, tmp_path / "pets" / label / f"{i}.jpg")
+    cache_dir = tmp_path / "cache"
+    script = (
+        "import sys; from datasets.cache import ensure_cache; from datasets.layouts import list_entries; "
+        "ensure_cache(sys.argv[1], list_entries(sys.argv[1], 'auto'), 64, sys.argv[2], 'pets')"
+    )
+    build = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path / "pets"), str(cache_dir)],
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 120
+    while not (cache_dir.is_dir() and any(p.name.startswith(".") for p in cache_dir.iterdir())):
+        assert build.poll() is None and time.monotonic() < deadline, "the build ended before it was stopped"
+        time.sleep(0.005)
+    build.send_signal(signal.SIGTERM)
+    build.communicate(timeout=60)
+    assert build.returncode == 128 + signal.SIGTERM
+    assert os.listdir(cache_dir) == []
 
 
 def test_unreadable_files_are_skipped_reported_and_never_crash(photos, tmp_path):

@@ -3,6 +3,7 @@
 import pytest
 
 from datasets import LAYOUTS, DataError
+from datasets.cache import ensure_cache
 from datasets.layouts import detect_layout, list_entries, resolve_layout
 from models.labels import CAT, DOG
 from tests.image_factory import (
@@ -74,6 +75,25 @@ def test_broken_files_are_entries_but_dot_files_are_not(tmp_path):
         "Dog/1.jpg": DOG,
         "Dog/666.jpg": DOG,  # a directory named like a photo: reported when decoding
     }
+
+
+def test_a_link_back_up_the_tree_is_listed_once_and_skipped_with_a_reason(tmp_path):
+    """`ln -s . Cat/loop` made training fail with ELOOP; predict.py's os.walk never followed it."""
+    root = make_layout(tmp_path / "pets", "class_folders", n_per_class=2, size=SMALL)
+    (root / "Cat" / "loop").symlink_to(".")
+    (root / "Dog" / "up").symlink_to("..")
+    (root / "Dog" / "self").symlink_to("self")  # a link to itself: ELOOP on the first look
+    elsewhere = tmp_path / "more_dogs"
+    write_image(elsewhere / "far.jpg", BLUE, SMALL)
+    (root / "Dog" / "more").symlink_to(elsewhere)  # a link to a folder outside: followed
+    entries = list_entries(root, "class_folders")
+    assert [e.path for e in entries] == [
+        "Cat/0.jpg", "Cat/1.jpg", "Cat/loop",
+        "Dog/0.jpg", "Dog/1.jpg", "Dog/more/far.jpg", "Dog/self", "Dog/up",
+    ]  # fmt: skip
+    cache = ensure_cache(root, entries, 8, tmp_path / "cache", "class_folders")
+    assert [path for path, _ in cache.skipped] == ["Cat/loop", "Dog/self", "Dog/up"]
+    assert len(cache.paths) == 5
 
 
 @pytest.mark.parametrize("held_out", ["validation", "val", "test", "Validation"])

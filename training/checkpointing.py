@@ -1,12 +1,15 @@
-"""What train.py adds to Lightning's own checkpoints and resume: atomic files, last.ckpt at
-exit, and the random state."""
+"""What train.py adds to Lightning's own checkpoints and resume: atomic files, one line for a
+full disk, last.ckpt at exit, a failed session's config removed, and the random state."""
 
+import errno
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -40,8 +43,33 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             # leaves a half-written checkpoint; for a power cut, ext4 (auto_da_alloc, its
             # default) flushes a file's data before a rename replaces an existing one.
             os.replace(temporary, path)
+        except (OSError, RuntimeError) as error:
+            # A full disk reaches us from torch.save as a RuntimeError raised while handling it.
+            if not any(getattr(e, "errno", None) == errno.ENOSPC for e in (error, error.__context__)):
+                raise
+            raise DiskFull(path.parent, tensor_bytes(checkpoint)) from None
         finally:
             temporary.unlink(missing_ok=True)
+
+
+class DiskFull(Exception):
+    """No room for a checkpoint; str() is one line with the folder and the space it needs."""
+
+    def __init__(self, folder: Path, needed: int) -> None:
+        free = shutil.disk_usage(folder).free
+        super().__init__(
+            f"no space left in {folder}: a checkpoint needs about {needed / 1e6:.0f} MB, "
+            f"{free / 1e6:.0f} MB are free; free some space, then resume with --ckpt_path last"
+        )
+
+
+def tensor_bytes(value: Any) -> int:
+    """The bytes of every tensor in a checkpoint: most of its size on disk."""
+    if isinstance(value, torch.Tensor):
+        return value.nbytes
+    if isinstance(value, dict):
+        value = list(value.values())
+    return sum(map(tensor_bytes, value)) if isinstance(value, (list, tuple)) else 0
 
 
 class SaveLastAtExit(pl.Callback):
@@ -72,6 +100,28 @@ class SaveLastAtExit(pl.Callback):
         path = Path(trainer.checkpoint_callback.dirpath) / "last.ckpt"
         trainer.save_checkpoint(path, weights_only=False)  # on every rank: it synchronises them
         return path
+
+
+class SaveSessionConfig(SaveConfigCallback):
+    """Lightning's config saving; a resumed session's config.resume-<k>.yaml goes again if the
+    session fails (a full disk, a bad photo folder), though not if it is interrupted.
+
+    Ours because: the next resume takes the newest config.resume-<k>.yaml as the run's config,
+    so a failed session's would pass on values the run never trained with, and the retry of
+    the same command would then report "nothing changed".
+    """
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        self.path = Path(trainer.log_dir) / self.config_filename  # log_dir: every rank asks
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        interrupted = isinstance(exception, (KeyboardInterrupt, SIGTERMException))
+        resumed = self.config_filename != "config.yaml"
+        if resumed and not interrupted and trainer.is_global_zero and hasattr(self, "path"):
+            self.path.unlink(missing_ok=True)
 
 
 class ResumeRandomState(pl.Callback):

@@ -19,17 +19,17 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import CheckpointIO
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from datasets.datamodule import CatsDogsDataModule
 from inference import read_checkpoint
 from models import ModelConfigError
 from models.classifier import CatsDogsClassifier
-from training.checkpointing import AtomicCheckpointIO, ResumeRandomState, SaveLastAtExit
+from training.checkpointing import AtomicCheckpointIO, ResumeRandomState, SaveLastAtExit, SaveSessionConfig
 from training.network_insight import NetworkInsight
 from training.precision import choose_precision
-from training.resume import config_changes, find_run, refused_changes
+from training.resume import claim_run_folder, config_changes, find_run, refused_changes
 
 DEFAULTS = Path(__file__).resolve().parent.parent / "configs" / "defaults.yaml"
 
@@ -41,12 +41,14 @@ class ConfigError(Exception):
 class CatsDogsCLI(LightningCLI):
     def __init__(self, args: list[str] | None = None) -> None:
         self.resume_note: str | None = None
+        self.run_folder: Path | None = None  # runs/<name>/version_<n>: resumed, or claimed for a new run
         try:
             super().__init__(
                 CatsDogsClassifier,
                 CatsDogsDataModule,
                 run=False,
                 args=args,
+                save_config_callback=SaveSessionConfig,
                 auto_configure_optimizers=False,  # the classifier's configure_optimizers decides
                 # exit_on_error False: a bad option raises, and train.py prints one line for it
                 # instead of the whole usage (which --help prints); allow_abbrev False: a key is
@@ -84,11 +86,7 @@ class CatsDogsCLI(LightningCLI):
         ckpt_path = self.config.get("ckpt_path")
         if not ckpt_path:
             return
-        logger = self.config.get("trainer.logger")
-        logger_args = logger.get("init_args") if hasattr(logger, "get") else None
-        run = find_run(
-            ckpt_path, *(logger_args.get(k) for k in ("save_dir", "name")) if logger_args else (None, None)
-        )
+        run = find_run(ckpt_path, self.runs_folder())
         checkpoint = read_checkpoint(run.checkpoint)  # one line for anything that is not a checkpoint
         if "optimizer_states" not in checkpoint:
             raise ConfigError(
@@ -98,15 +96,32 @@ class CatsDogsCLI(LightningCLI):
         self.config.ckpt_path = str(run.checkpoint)
         if run.config_file is None:
             return  # a checkpoint from elsewhere: it continues with the config given here
+        if run.version is not None:
+            self.run_folder = run.folder  # same folder, same TensorBoard run
         typed = drop_config_option(sys.argv[1:] if args is None else list(args))
+        # A --config file saved after the run's own config has been edited since the run began:
+        # its values count as typed. An older one is how the run began, typed options and all.
+        edited = [
+            str(file)
+            for file in self.config.get("config") or []
+            if Path(str(file)).stat().st_mtime_ns > run.config_file.stat().st_mtime_ns
+        ]
         saved = parser.parse_args(["--config", str(run.config_file)])
-        resumed = parser.parse_args(["--config", str(run.config_file), *typed])
+        as_typed = parser.parse_args(["--config", str(run.config_file), *typed])
+        resumed = as_typed
+        if edited:
+            edits = [option for file in edited for option in ("--config", file)]
+            resumed = parser.parse_args(["--config", str(run.config_file), *edits, *typed])
         changes = config_changes(saved.as_dict(), resumed.as_dict())
-        if refused := refused_changes(changes):
+        from_file = set(changes) - set(config_changes(saved.as_dict(), as_typed.as_dict()))
+        if refused := refused_changes(changes, {key: edited[-1] for key in from_file}):
             raise ConfigError(refused)
+        if "trainer.accelerator" in changes:
+            # The run's precision was chosen for the chip it trained on (training.precision): a
+            # GPU run resumed on a CPU would keep bf16-mixed, which an AVX2 CPU only emulates.
+            resumed["trainer.precision"] = choose_precision(str(resumed.get("trainer.accelerator")))
+            changes = config_changes(saved.as_dict(), resumed.as_dict())
         resumed.ckpt_path = str(run.checkpoint)
-        if run.version is not None and resumed.get("trainer.logger.init_args") is not None:
-            resumed["trainer.logger.init_args.version"] = run.version  # same folder, same TensorBoard run
         self.config = resumed
         session_config = run.next_config_file()
         self.save_config_kwargs["config_filename"] = session_config.name  # config.yaml stays as it was
@@ -117,6 +132,15 @@ class CatsDogsCLI(LightningCLI):
             f"resuming {run.folder} from {run.checkpoint.name} (step {checkpoint.get('global_step')}): "
             f"{changed}; this session's config: {session_config}"
         )
+
+    def runs_folder(self) -> Path:
+        """runs/<name>, where this config's version_<n> folders are, with or without a logger."""
+        logger_args = self.config.get("trainer.logger.init_args")
+        if logger_args is not None and "save_dir" in logger_args:
+            return Path(logger_args.get("save_dir") or "runs") / (logger_args.get("name") or "")
+        # --trainer.logger false: the config file's name, which is every zoo config's run name.
+        files = self.config.get("config") or []
+        return Path("runs") / (Path(str(files[-1])).stem if files else "default")
 
     def before_instantiate_classes(self) -> None:
         if self.resume_note:
@@ -141,6 +165,20 @@ class CatsDogsCLI(LightningCLI):
         plugins = list(trainer.get("plugins") or [])
         if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
             plugins.append(AtomicCheckpointIO())
+        # The run folder is claimed only now, after the model and data have refused any bad
+        # value, so a refused run leaves none behind; on DDP's other ranks Lightning broadcasts
+        # rank 0's folder to everything that writes. Another kind of logger keeps its own rules.
+        logger = trainer.get("logger")
+        ours = logger in (False, None) or hasattr(logger, "root_dir")  # TensorBoard's, CSV's
+        if ours and self.run_folder is None and rank_zero_only.rank == 0:
+            self.run_folder = claim_run_folder(self.runs_folder())
+        if self.run_folder is not None and logger in (False, None):
+            kwargs["default_root_dir"] = str(self.run_folder)  # config.yaml and checkpoints/ go there
+        elif self.run_folder is not None and hasattr(logger, "root_dir"):
+            # Built by the parser before the folder was claimed: again, for the claimed version.
+            version = int(self.run_folder.name.removeprefix("version_"))
+            init_args = self.config["trainer.logger.init_args"].as_dict()
+            kwargs["logger"] = type(logger)(**{**init_args, "version": version})
         return super().instantiate_trainer(callbacks=callbacks, plugins=plugins, **kwargs)
 
 

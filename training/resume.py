@@ -63,10 +63,27 @@ class Run:
         return k
 
 
-def find_run(ckpt_path: str, save_dir: str | None, name: str | None) -> Run:
-    """`last` (the newest run of this config), a run folder, or a checkpoint file."""
+def claim_run_folder(runs: Path) -> Path:
+    """A new runs/<name>/version_<n>, claimed by creating it.
+
+    Lightning's loggers pick n by listing the folder, which two runs started together do at
+    the same moment: both take version_0. mkdir either creates a folder or fails if it exists,
+    atomically, so of two runs one gets version_<n> and the other moves on to the next n.
+    """
+    runs.mkdir(parents=True, exist_ok=True)
+    taken = [int(match.group(1)) for folder in runs.iterdir() if (match := _VERSION.match(folder.name))]
+    version = max(taken, default=-1) + 1
+    while True:
+        try:
+            (runs / f"version_{version}").mkdir()
+            return runs / f"version_{version}"
+        except FileExistsError:
+            version += 1
+
+
+def find_run(ckpt_path: str, runs: Path) -> Run:
+    """`last` (the newest run in `runs`, runs/<name>), a run folder, or a checkpoint file."""
     if ckpt_path == "last":
-        runs = Path(save_dir or "runs") / (name or "")
         found = sorted(
             (int(match.group(1)), folder)
             for folder in runs.glob("version_*")
@@ -98,18 +115,25 @@ def config_changes(saved: dict, resumed: dict) -> dict[str, tuple[object, object
     }
 
 
-def refused_changes(changes: dict[str, tuple[object, object]]) -> str | None:
-    """One line naming every change a resume may not make, with both values; None if all may."""
+def refused_changes(changes: dict[str, tuple[object, object]], edited: dict[str, str]) -> str | None:
+    """One line naming every change a resume may not make, with both values; None if all may.
+
+    `edited`: {key: config file} for the changes an edited --config file makes, named as such.
+    """
     refused = [
-        f"--{key} {_short(new)} (the run has {_short(old)})"
+        (f"{key} {_short(new)} in {edited[key]}" if key in edited else f"--{key} {_short(new)}")
+        + f" (the run has {_short(old)})"
         for key, (old, new) in changes.items()
         if not key.startswith(CHANGEABLE)
     ]
     if not refused:
         return None
+    fix = "drop this option" if len(refused) == 1 else "drop these options"
+    if any(" in " in item for item in refused):
+        fix = "put the run's values back in the config file or drop the options"
     return (
-        f"a resumed run keeps the config it was trained with; {', '.join(refused)}: drop "
-        f"{'this option' if len(refused) == 1 else 'these options'}, or start a new run without --ckpt_path"
+        f"a resumed run keeps the config it was trained with; {', '.join(refused)}: {fix}, "
+        "or start a new run without --ckpt_path"
     )
 
 
