@@ -20,7 +20,7 @@ from explanation.text import (
     number,
     x_words,
 )
-from explanation.trace import Explanation, LayerReport
+from explanation.walk import Explanation, LayerReport
 from models import PCatModel
 
 PHOTO_SIDE = 256  # pixels on the page: a 64 px input scaled up 4x, nearest neighbour
@@ -178,7 +178,7 @@ def _layer_card(index: int, layer: LayerReport, explanation: Explanation) -> str
     return f"""
 <div class="card">
   <h2>Layer {index} · {html.escape(layer.name)}</h2>
-  <div class="stats">{KIND_WORDS[layer.kind]}; x is {html.escape(x_words(index, layer, explanation))}</div>
+  <div class="stats">{KIND_WORDS[layer.kind]}; x is {html.escape(x_words(index, layer))}</div>
   <div class="formula">{per_row if layer.rows is not None else ""}{html.escape(formula(index, layer))}</div>
   <div class="stats">Z: min {number(stats.min)} · max {number(stats.max)} · mean {number(stats.mean)}
   · std {number(stats.std)}<br>{active}</div>
@@ -235,7 +235,7 @@ def _output_card(explanation: Explanation) -> str:
   <div class="row">
   <div style="flex: 1">
     <div class="formula">{html.escape(formula(index, head, output=True))} = {explanation.z_photo:.4f}</div>
-    <p class="stats">x is {html.escape(x_words(index, head, explanation))}. z adds up
+    <p class="stats">x is {html.escape(x_words(index, head))}. z adds up
     {head.weight_shape[1]} terms w_j·x_j:
     <span class="cat">{explanation.terms_towards_cat:+.3f}</span> towards cat,
     <span class="dog">{explanation.terms_towards_dog:+.3f}</span> towards dog,

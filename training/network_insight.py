@@ -106,38 +106,38 @@ class NetworkInsight(pl.Callback):
         was_training = model.training
         model.eval()  # no dropout: the network as it predicts
         with torch.no_grad():
-            _, traces = model.forward_with_intermediates(images)  # the network's own Z and A
+            _, outputs = model.forward_with_intermediates(images)  # the network's own Z and A
         model.train(was_training)
-        layers = model.network.linear_layers()
-        activations = {name: layer.activation_name for name, layer in model.network.dense_layers().items()}
-        for name, trace in traces.items():
-            tensors = {"Z": trace.z, "A": trace.a}
-            if name in layers:
-                tensors |= {
-                    "W": layers[name].weight,
-                    "b": layers[name].bias,
-                    "grad_W": layers[name].weight.grad,
-                }
+        declared = model.network.layers()  # every name of outputs, with its W, b and g
+        for name, output in outputs.items():
+            linear, dense = declared[name].linear, declared[name].dense
+            tensors = {
+                "Z": output.z,
+                "A": output.a,
+                "W": linear.weight,
+                "b": linear.bias,
+                "grad_W": linear.weight.grad,
+            }
             for kind, values in tensors.items():
                 if values is not None:
                     # 64 even buckets: a third of the time of the default 1,500 uneven ones
                     writer.add_histogram(f"{name}/{kind}", values.detach().float().cpu(), step, bins=64)
-            units = trace.a.reshape(-1, trace.a.shape[-1])  # (photos * tokens, units)
-            g = activations.get(name)
+            units = output.a.reshape(-1, output.a.shape[-1])  # (photos * tokens, units)
+            g = dense.activation_name if dense is not None else None
             if g in RELU_LIKE:
                 writer.add_scalar(f"{name}/dead_fraction", (units <= 0).all(0).float().mean().item(), step)
             if g in SATURATION:
                 low, high = SATURATION[g]
                 stuck = ((units < low) | (units > high)).all(0).float().mean().item()
                 writer.add_scalar(f"{name}/saturated_fraction", stuck, step)
-        first_name, first = next(iter(layers.items()))
-        if self.num_templates and first.in_features == images[0].numel():  # its rows are photos
+        first_name, first = next(iter(declared.items()))
+        if self.num_templates and first.mixes == "pixels":  # W mixes every pixel: each row is a photo
             writer.add_image(
                 f"{first_name}/templates",
-                weight_templates(first.weight, images.shape[1:], self.num_templates),
+                weight_templates(first.linear.weight, images.shape[1:], self.num_templates),
                 step,
             )
-        p_cat = torch.sigmoid(traces[next(reversed(traces))].z)  # the head's z
+        p_cat = torch.sigmoid(outputs[next(reversed(outputs))].z)  # the head's z
         writer.add_image("probe/p_cat", probe_grid(images, p_cat, labels, model.threshold), step)
 
     def _log_curves(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
