@@ -12,6 +12,7 @@ Everything goes through SummaryWriter's public add_* methods, on rank 0 only.
 
 import lightning.pytorch as pl
 import torch
+from jsonargparse.typing import NonNegativeInt, PositiveInt
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
@@ -37,13 +38,12 @@ class NetworkInsight(pl.Callback):
     """
 
     def __init__(
-        self, every_n_epochs: int | None = None, probe_size: int = 64, num_templates: int = 32
+        self,
+        every_n_epochs: PositiveInt | None = None,
+        probe_size: PositiveInt = 64,
+        num_templates: NonNegativeInt = 32,
     ) -> None:
-        if (every_n_epochs is not None and every_n_epochs < 1) or probe_size < 1 or num_templates < 0:
-            raise ValueError(
-                f"insight: every_n_epochs {every_n_epochs} and probe_size {probe_size} must be at least 1, "
-                f"num_templates {num_templates} at least 0"
-            )
+        # The types are the checks: LightningCLI refuses a 0 or a -1 before any photo is read.
         self.every_n_epochs, self.probe_size, self.num_templates = every_n_epochs, probe_size, num_templates
         self._probe: tuple[Tensor, Tensor] | None = None
         self._outputs: list[tuple[Tensor, Tensor]] | None = None  # (p_cat, labels) of the batches of a stage
