@@ -18,14 +18,8 @@ from datasets import decode_image
 from models import Layer, LayerOutput, PCatModel, class_name
 
 # Activations where "active" has a plain meaning, and what it is.
-ACTIVE_WHEN = {
-    "relu": ("A > 0", lambda a: a > 0),
-    "leaky_relu": ("A > 0", lambda a: a > 0),
-    "gelu": ("A > 0", lambda a: a > 0),
-    "silu": ("A > 0", lambda a: a > 0),
-    "tanh": ("A > 0", lambda a: a > 0),
-    "sigmoid": ("A > 0.5", lambda a: a > 0.5),
-}
+ACTIVE_WHEN = dict.fromkeys(("relu", "leaky_relu", "gelu", "silu", "tanh"), ("A > 0", lambda a: a > 0))
+ACTIVE_WHEN["sigmoid"] = ("A > 0.5", lambda a: a > 0.5)
 KINDS = {  # what W mixes -> the kind of layer, as the JSON names it
     "pixels": "dense",
     "features": "dense",

@@ -87,9 +87,14 @@ class ZooNetwork(nn.Module):
 
     def record(self, record: dict[str, LayerOutput] | None, module: nn.Module, z: Tensor, a: Tensor) -> None:
         """Keep one layer's Z and A under its declared name; a token grid (B, H, W, out) as (B, H*W, out)."""
-        if record is not None:
-            name = next(name for name, layer in self.layers().items() if layer.module is module)
-            record[name] = LayerOutput(z.flatten(1, 2), a.flatten(1, 2)) if z.ndim > 3 else LayerOutput(z, a)
+        if record is None:
+            return
+        name = next((name for name, layer in self.layers().items() if layer.module is module), None)
+        if name is None:  # a family's forward and its declaration disagree: say where
+            raise ValueError(
+                f"{type(self).__name__}.layers() does not declare the {type(module).__name__} it records"
+            )
+        record[name] = LayerOutput(z.flatten(1, 2), a.flatten(1, 2)) if z.ndim > 3 else LayerOutput(z, a)
 
     def linear_layers(self) -> dict[str, nn.Linear]:
         """Each layer's W and b, under its declared name."""

@@ -77,3 +77,12 @@ def test_per_row_layers_record_one_row_per_patch_or_feature(name):
     assert record[head].z.ndim == 1  # one z per photo
     for layer_name, layer in hidden:  # (B, out), or (B, rows, out) for a layer applied per row
         assert record[layer_name].z.ndim == (3 if layer.rows else 2)
+
+
+def test_recording_a_layer_the_family_does_not_declare_says_so():
+    network = create_model("logreg", image_size=8)
+    with pytest.raises(ValueError, match="MLP.layers\\(\\) does not declare the Linear it records"):
+        network.record({}, torch.nn.Linear(1, 1), torch.zeros(1), torch.zeros(1))
+    network.record(
+        None, torch.nn.Linear(1, 1), torch.zeros(1), torch.zeros(1)
+    )  # nothing asked, nothing checked
