@@ -51,6 +51,7 @@ async function start() {
   $("network").textContent = `network ${state.model.network}, ${state.model.layers.length} layers`;
   $("image-size").textContent = `${state.model.image_size}×${state.model.image_size}`;
   if (window.EMBEDDED) {
+    document.body.classList.add("embedded");  // no server: hide what would ask one
     await choosePhoto("embedded");
   } else if (state.model.samples.length) {
     $("samples-card").hidden = false;
