@@ -5,8 +5,9 @@
 
 Prints every layer's formula with its shapes, statistics of Z, how many units are active
 and which were strongest, then z, p_cat = sigmoid(z) and the decision. `--json` prints
-the same as JSON; `--html FILE` writes a self-contained page. `--serve` serves the live page
-instead, on http://127.0.0.1:8000/: drop in any photo, click a unit, switch units off.
+the same as JSON; `--html FILE` writes the live page with this photo's numbers in it, one
+file that opens offline. `--serve` serves the live page instead, on http://127.0.0.1:8000/:
+drop in any photo, click a unit, switch units off.
 """
 
 import argparse
@@ -15,7 +16,8 @@ import sys
 from pathlib import Path
 
 from datasets import UnreadableImage
-from explanation import explain_file, render_html, render_text
+from explanation import explain_file, render_text
+from explanation.static_page import render_page
 from inference import ModelFileError, PCatModel
 from inference.command_line import (
     ArgumentParser,
@@ -35,7 +37,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_model_source(parser, "checkpoint written by train.py (.ckpt), or a .safetensors export")
     parser.add_argument("--json", action="store_true", help="print the explanation as JSON")
     parser.add_argument(
-        "--html", metavar="FILE", type=Path, help="also write a self-contained HTML page to FILE"
+        "--html",
+        metavar="FILE",
+        type=Path,
+        help="also write the live page with this photo in it to FILE (opens offline)",
     )
     parser.add_argument("--top", type=int, default=5, help="strongest units to list per layer (default 5)")
     parser.add_argument(
@@ -88,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.html:
         try:
             with output_file(args.html) as page:
-                page.write(render_html(explanation, image, model))
+                page.write(render_page(model, image, threshold, explanation.input.original_size))
         except OSError as error:
             print(f"error: cannot write '{args.html}': {error.strerror or error}", file=sys.stderr)
             return 2

@@ -115,6 +115,16 @@ class CatsDogsDataModule(L.LightningDataModule):
         self.channel_std: torch.Tensor | None = None
         self.splits: dict[str, np.ndarray] = {}
 
+    @property
+    def batch_size(self) -> int:
+        """Photos per batch, on each process."""
+        return self.hparams.batch_size
+
+    @property
+    def train_photos(self) -> int:
+        """Photos in the training split; 0 before setup."""
+        return len(self.splits.get("train", ()))
+
     def prepare_data(self) -> None:
         cache = self._cache()  # downloads and decodes, once per machine
         message = f"cache: {len(cache.labels)} photos at {cache.directory}"

@@ -63,9 +63,6 @@ class Ablation:
             ablation.weight_scale[name] = float(scale)
         return ablation
 
-    def is_empty(self) -> bool:
-        return not (self.units_off or self.zero_bias or self.weight_scale or self.flip)
-
     def apply(self, model: PCatModel) -> PCatModel:
         """A changed copy of `model` (the model itself when nothing changes)."""
         if not (self.units_off or self.zero_bias or self.weight_scale):

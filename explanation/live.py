@@ -1,25 +1,27 @@
 """The numbers of the live page (explain.py --serve), as plain data for its JSON API.
 
-`explanation_data` is trace.py's Explanation of one photo through the (changed) network,
+`explanation_data` is walk.py's Explanation of one photo through the (changed) network,
 plus what the page draws: every unit's Z and A, each layer's formula and words.
 `unit_data` is how one unit's Z is made: its largest terms w_j * x_j and its b, its weight
 row as a picture, and the sample photos that switch it on most. All of it comes from the
 model's own forward_with_intermediates; nothing here computes a layer by hand.
 """
 
+import base64
+import io
 import math
 import os
 from dataclasses import dataclass
 
 import torch
+from PIL import Image
 from torch import Tensor
 
 from datasets import decode_image, find_image_files
 from datasets.errors import UnreadableImage
 from explanation.ablation import Ablation
-from explanation.html import png_data_uri, weight_row_image
 from explanation.text import KIND_WORDS, decision, flip_average_words, formula, normalisation_words, x_words
-from explanation.trace import explain_image, layer_kind, trace_forward
+from explanation.walk import explain_image, forward_with_inputs
 from models import PCatModel
 
 PHOTO_SIDE = 256  # the input x on the page, scaled up with crisp pixels
@@ -34,6 +36,23 @@ class UnitError(ValueError):
     """A layer or unit this network does not have; str() is one line."""
 
 
+def model_data(model: PCatModel, threshold: float, samples: "Samples | None", max_upload_bytes: int) -> dict:
+    """What the page shows before any photo: the network, its layers, the sample photos."""
+    switchable = model.network.dense_layers()
+    return {
+        "network": model.network_name,
+        "image_size": model.image_size,
+        "threshold": threshold,
+        "tta_flip": model.tta_flip,
+        "max_upload_bytes": max_upload_bytes,
+        "layers": [
+            {"name": name, "weight_shape": list(linear.weight.shape), "switchable": name in switchable}
+            for name, linear in model.network.linear_layers().items()
+        ],
+        "samples": samples.listing() if samples is not None else [],
+    }
+
+
 def explanation_data(
     model: PCatModel, image: Tensor, ablation: Ablation, threshold: float, original_size: list[int] | None
 ) -> dict:
@@ -41,11 +60,11 @@ def explanation_data(
     changed, seen = ablation.apply(model), ablation.image(image)
     explanation = explain_image(changed, seen, threshold, top=5)
     explanation.input.original_size = original_size
-    switchable = model.network.dense_layers()
+    switchable, declared = model.network.dense_layers(), model.network.layers()
     data = explanation.to_dict()
     for index, (layer, report) in enumerate(zip(data["layers"], explanation.layers, strict=True), start=1):
         output = report.kind == "output"
-        plural = "features" if report.kind == "token_mixing" else "patches"
+        plural = "features" if declared[report.name].rows == "feature" else "patches"
         rows = "" if report.rows is None else f"for each of {report.rows} {plural}: "
         layer.update(
             index=index,
@@ -53,7 +72,7 @@ def explanation_data(
             z_per_unit=report.z_per_unit,
             formula=rows + formula(index, report, output=output),
             kind_words=KIND_WORDS[report.kind],
-            x_words=x_words(index, report, explanation),
+            x_words=x_words(index, report),
             switchable=report.name in switchable,
         )
     data["x_image"] = png_data_uri(seen, PHOTO_SIDE)
@@ -68,17 +87,17 @@ def unit_data(
     model: PCatModel, image: Tensor, ablation: Ablation, layer: str, unit: int, samples: "Samples | None"
 ) -> dict:
     """How unit `unit` of `layer` computes its Z = sum_j w_j x_j + b for this photo."""
-    linears = model.network.linear_layers()
-    if layer not in linears:
-        raise UnitError(f"layer {layer!r} is not in this network: {list(linears)}")
-    width = linears[layer].out_features
+    declared = model.network.layers()
+    if layer not in declared:
+        raise UnitError(f"layer {layer!r} is not in this network: {list(declared)}")
+    width = declared[layer].linear.out_features
     if not isinstance(unit, int) or isinstance(unit, bool) or not 0 <= unit < width:
         raise UnitError(f"layer {layer!r} has units 0 to {width - 1}")
     changed, seen = ablation.apply(model), ablation.image(image)
-    _, traces, inputs = trace_forward(changed, seen.unsqueeze(0))
+    _, outputs, inputs = forward_with_inputs(changed, seen.unsqueeze(0))
     linear = changed.network.linear_layers()[layer]
-    z, a, x = traces[layer].z[0], traces[layer].a[0], inputs[layer][0]
-    if layer == "head":  # one z, one x; its A is p_cat of the photo itself
+    z, a, x = outputs[layer].z[0], outputs[layer].a[0], inputs[layer][0]
+    if z.ndim == 0:  # the head: one z, one x; its A is p_cat of the photo itself
         z, a = z.reshape(1, 1), a.reshape(1, 1)
     if x.ndim == 1:
         x, z, a = x.unsqueeze(0), z.reshape(1, -1), a.reshape(1, -1)  # one row
@@ -88,12 +107,18 @@ def unit_data(
     order = terms.argsort(descending=True)
     up = [j for j in order[:TOP_TERMS].tolist() if terms[j] > 0]
     down = [j for j in order.flip(0)[:TOP_TERMS].tolist() if terms[j] < 0]
-    data = {
+    first, rows = next(iter(declared.values())), declared[layer].rows
+    first_z = outputs[next(iter(outputs))].z  # (B, patches, out) when the photo is cut into patches
+    mixes_patches = (
+        declared[layer].mixes == "tokens" and first_z.ndim == 3 and weight.numel() == first_z.shape[1]
+    )
+    return {
         "layer": layer,
         "unit": unit,
-        "rows": z.shape[0] if traces[layer].z.ndim == 3 else None,
+        "output": outputs[layer].z.ndim == 1,  # the head: z (B,), its A is p_cat
+        "rows": z.shape[0] if outputs[layer].z.ndim == 3 else None,
         "row": row,
-        "row_name": _row_name(_kind(traces, layer)),
+        "row_name": rows or "patch",
         "in_features": linear.in_features,
         "z": z[row, unit].item(),
         "a": a[row, unit].item(),
@@ -105,18 +130,11 @@ def unit_data(
             for j in up + down
         ],
         "switched_off": unit in ablation.units_off.get(layer, []),
-        "a_grid": _grid(a[:, unit]) if data_is_patches(traces, layer) else None,
-        "weight_grid": _grid(weight) if _mixes_patches(traces, layer, linear.in_features) else None,
-        "template": _template(model, layer, weight),
+        "a_grid": _grid(a[:, unit]) if rows == "patch" else None,  # the unit's A on the patch grid
+        "weight_grid": _grid(weight) if mixes_patches else None,  # a token W's row weighs every patch
+        "template": _template(weight) if declared[layer].module is first.module else None,
         "samples": samples.top(layer, unit) if samples is not None else [],
     }
-    return data
-
-
-def data_is_patches(traces: dict, layer: str) -> bool:
-    """Whether the layer's rows are the photo's patches (a square grid), not features."""
-    z = traces[layer].z
-    return z.ndim == 3 and _kind(traces, layer) != "token_mixing" and _square(z.shape[1]) is not None
 
 
 @dataclass
@@ -150,10 +168,10 @@ class Samples:
         if self.photos:
             images = torch.stack([sample.image for sample in self.photos])  # (N, 3, S, S)
             with torch.inference_mode():
-                _, traces = model.eval().forward_with_intermediates(images)
-            for name, trace in traces.items():
-                a = trace.a.reshape(len(self.photos), -1, trace.a.shape[-1]) if name != "head" else trace.a
-                self.a_per_unit[name] = a.mean(dim=1) if name != "head" else a.unsqueeze(1)  # (N, out)
+                _, outputs = model.eval().forward_with_intermediates(images)
+            for name, output in outputs.items():
+                a = output.a.unsqueeze(-1) if output.a.ndim == 1 else output.a  # the head's p_cat: (N, 1)
+                self.a_per_unit[name] = a.reshape(len(self.photos), -1, a.shape[-1]).mean(dim=1)  # (N, out)
 
     def listing(self) -> list[dict]:
         return [{"id": f"s{k}", "name": s.name, "thumb": s.thumb} for k, s in enumerate(self.photos)]
@@ -169,20 +187,24 @@ class Samples:
         ]
 
 
-def _template(model: PCatModel, layer: str, weight: Tensor) -> str | None:
+def _template(weight: Tensor) -> str | None:
     """The first layer's weight row as a picture: the whole photo (MLP) or one patch (Mixer)."""
-    if layer != next(iter(model.network.linear_layers())):
-        return None
     side = _square(weight.numel() // 3) if weight.numel() % 3 == 0 else None
     if side is None:
         return None
-    return png_data_uri(weight_row_image(weight, side), TEMPLATE_SIDE)
+    weight = weight.detach().float()
+    low, high = weight.aminmax()  # bright = large positive weight, dark = large negative
+    scaled = ((weight - low) / (high - low).clamp_min(1e-12) * 255).round().to(torch.uint8)
+    return png_data_uri(scaled.reshape(3, side, side), TEMPLATE_SIDE)
 
 
-def _mixes_patches(traces: dict, layer: str, in_features: int) -> bool:
-    """A token-mixing W whose row weighs every patch: drawn on the patch grid."""
-    patches = traces[next(iter(traces))].z
-    return _kind(traces, layer) == "token_mixing" and patches.ndim == 3 and in_features == patches.shape[1]
+def png_data_uri(image: Tensor, side: int) -> str:
+    """uint8 (3, H, W) -> data:image/png;base64,..., scaled to `side` px with crisp pixels."""
+    picture = Image.fromarray(image.permute(1, 2, 0).contiguous().numpy(), mode="RGB")
+    picture = picture.resize((side, side), Image.Resampling.NEAREST)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _grid(values: Tensor) -> list[list[float]] | None:
@@ -193,11 +215,3 @@ def _grid(values: Tensor) -> list[list[float]] | None:
 def _square(count: int) -> int | None:
     side = math.isqrt(count)
     return side if side * side == count and side > 1 else None
-
-
-def _kind(traces: dict, layer: str) -> str:
-    return layer_kind(layer, traces[layer].z[0])
-
-
-def _row_name(kind: str) -> str:
-    return "feature" if kind == "token_mixing" else "patch"

@@ -39,8 +39,8 @@ from starlette.routing import Route
 from datasets import decode_image
 from datasets.errors import DataError, UnreadableImage
 from explanation.ablation import Ablation, AblationError
-from explanation.live import Samples, UnitError, explanation_data, unit_data
-from explanation.trace import original_size
+from explanation.live import Samples, UnitError, explanation_data, model_data, unit_data
+from explanation.walk import original_size
 from models import PCatModel
 
 PAGE = Path(__file__).with_name("page")
@@ -114,24 +114,7 @@ class LiveExplainer:
         return photo_id
 
     def model_info(self) -> dict:
-        network = self.model.network
-        owners = network.dense_layers()
-        return {
-            "network": self.model.config["network"],
-            "image_size": self.model.image_size,
-            "threshold": self.threshold,
-            "tta_flip": self.model.tta_flip,
-            "max_upload_bytes": self.max_upload_bytes,
-            "layers": [
-                {
-                    "name": name,
-                    "weight_shape": list(linear.weight.shape),
-                    "switchable": name in owners,
-                }
-                for name, linear in network.linear_layers().items()
-            ],
-            "samples": self.samples.listing() if self.samples is not None else [],
-        }
+        return model_data(self.model, self.threshold, self.samples, self.max_upload_bytes)
 
 
 def create_app(explainer: LiveExplainer, allowed_hosts: list[str] | None = None) -> Starlette:

@@ -1,6 +1,6 @@
 """An Explanation in plain words and numbers, layer by layer, the way the article tells it."""
 
-from explanation.trace import Explanation, InputReport, LayerReport
+from explanation.walk import Explanation, InputReport, LayerReport
 
 KIND_WORDS = {
     "dense": "a dense layer",
@@ -15,15 +15,6 @@ ROWS = {  # for layers applied row by row (Mixer): what one row is, and what its
     "channel_mixing": ("patch", "one patch's {width} features"),
     "patch_embedding": ("patch", "one patch's {width} values (3 colours × p × p)"),
     "patch_merging": ("patch", "the {width} features of 2x2 neighbouring patches, concatenated"),
-}
-INPUT_OF = {  # what x is when it is not simply the previous layer's A, by the end of the layer's name
-    "fc1": "LayerNorm(h), h being the running sum of the embedding and every block so far",
-    "token_fc1": "LayerNorm(h) transposed",
-    "channel_fc1": "LayerNorm(h)",
-    "pre_shift_channel_fc": "LayerNorm(h)",
-    "post_shift_channel_fc": "the previous layer's A with a quarter of its features moved one patch down,"
-    " up, right and left (the shift MLP's only mixing between patches)",
-    "merge": "h regrouped 2x2, then LayerNorm",
 }
 
 
@@ -53,17 +44,11 @@ def formula(index: int, layer: LayerReport, output: bool = False) -> str:
     return f"Z{index} = W{index} ({weight}) · {x} ({width}) + b{index} ({bias})"
 
 
-def x_words(index: int, layer: LayerReport, explanation: Explanation) -> str:
-    """What the x of a layer is, in words."""
+def x_words(index: int, layer: LayerReport) -> str:
+    """What the x of a layer is, in words: the previous A, or what its family declares."""
     if layer.x_is_previous_a:
         return f"A{index - 1}, the output of layer {index - 1}"
-    if index == 1:
-        return "the patches above" if layer.rows is not None else "the input vector x above"
-    if layer.kind == "output":
-        if explanation.layers[-2].rows is not None:
-            return "LayerNorm(h) averaged over all patches"
-        return "LayerNorm(h), h being the sum of the embedding and every block"
-    return INPUT_OF.get(layer.name.rsplit(".", 1)[-1], "this layer's input")
+    return layer.x_is
 
 
 def decision(explanation: Explanation) -> str:
@@ -119,14 +104,14 @@ def _layer_lines(index: int, layer: LayerReport, explanation: Explanation) -> li
     if layer.rows is None:
         lines = [title, f"  {formula(index, layer)}   -> Z{index} ({out})"]
         if not layer.x_is_previous_a:
-            lines.append(f"  where x is {x_words(index, layer, explanation)}.")
+            lines.append(f"  where x is {x_words(index, layer)}.")
     else:
         row, row_words = ROWS[layer.kind]
         rows = f"{layer.rows} features" if row == "feature" else f"{layer.rows} patches"
         lines = [title, f"  For each of the {rows}: {formula(index, layer)}   -> Z{index} ({out})"]
         what = "" if layer.x_is_previous_a else f"{row_words.format(width=width)}, "
         lines.append(
-            f"  where x is {what}one row of {x_words(index, layer, explanation)} ({shape(layer.x_shape)});"
+            f"  where x is {what}one row of {x_words(index, layer)} ({shape(layer.x_shape)});"
             f" all rows together give Z{index} ({layer.rows}×{out})."
         )
     stats = layer.z_stats
@@ -167,7 +152,7 @@ def _output_lines(index: int, layer: LayerReport, explanation: Explanation) -> l
         f"  {formula(index, layer, output=True)} = {explanation.z_photo:.4f}",
     ]
     if not layer.x_is_previous_a:
-        lines.append(f"  where x is {x_words(index, layer, explanation)}.")
+        lines.append(f"  where x is {x_words(index, layer)}.")
     lines += [
         f"  z adds up {width} terms w_j·x_j and b: {explanation.terms_towards_cat:+.4f} from the terms",
         f"  pushing towards cat, {explanation.terms_towards_dog:+.4f} from those pushing towards dog,"

@@ -6,11 +6,12 @@ a network.
 """
 
 from models import mixer, mlp, resmlp, shift_mlp  # noqa: F401  (each family registers its variants)
+from models.create import create_model, list_models
 from models.labels import CAT, CLASS_NAMES, DOG, class_name
-from models.layers import DenseLayer, LayerTrace
+from models.layers import DenseLayer, Layer, LayerOutput, ZooNetwork
 from models.pcat_model import PCatModel
 from models.pretrained import ModelFileError, list_pretrained, load_pretrained
-from models.registry import ModelConfigError, create_model, list_models, register_model
+from models.registry import ModelConfigError, register_model
 
 PROJECT_VERSION = "0.2.0"  # keep equal to pyproject.toml's version (a test checks)
 CHECKPOINT_FORMAT = 2  # bump when older code would misread a checkpoint written by this one
@@ -22,7 +23,8 @@ __all__ = [
     "DOG",
     "PROJECT_VERSION",
     "DenseLayer",
-    "LayerTrace",
+    "Layer",
+    "LayerOutput",
     "ModelConfigError",
     "ModelFileError",
     "PCatModel",
@@ -32,4 +34,5 @@ __all__ = [
     "list_pretrained",
     "load_pretrained",
     "register_model",
+    "ZooNetwork",
 ]

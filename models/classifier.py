@@ -12,6 +12,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
+from jsonargparse.typing import ClosedUnitInterval, NonNegativeFloat, restricted_number_type
 from lightning.pytorch.plugins.precision import MixedPrecision, Precision
 from torch import Tensor
 from torchmetrics import MeanMetric, MetricCollection
@@ -21,7 +22,9 @@ from torchvision.transforms import v2
 from models import CHECKPOINT_FORMAT, PROJECT_VERSION
 from models.labels import CAT
 from models.pcat_model import InputNorm, PCatModel
-from models.registry import ModelConfigError
+
+# Checked by LightningCLI before any photo is read, and shown in --help; a NaN fails too.
+HalfOpenUnitInterval = restricted_number_type("HalfOpenUnitInterval", float, [(">=", 0), ("<", 1)])
 
 
 class TrainingDiverged(RuntimeError):
@@ -55,28 +58,25 @@ class CatsDogsClassifier(pl.LightningModule):
         image_size: int = 64,
         input_norm: InputNorm = "dataset",
         tta_flip: bool = False,
-        threshold: float = 0.5,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        warmup_epochs: float = 0.0,
-        min_lr_ratio: float = 0.01,
-        label_smoothing: float = 0.0,
-        mixup_alpha: float = 0.0,
-        cutmix_alpha: float = 0.0,
+        threshold: ClosedUnitInterval = 0.5,
+        lr: NonNegativeFloat = 1e-3,
+        weight_decay: NonNegativeFloat = 0.0,
+        warmup_epochs: NonNegativeFloat = 0.0,
+        min_lr_ratio: ClosedUnitInterval = 0.01,
+        label_smoothing: HalfOpenUnitInterval = 0.0,
+        mixup_alpha: NonNegativeFloat = 0.0,
+        cutmix_alpha: NonNegativeFloat = 0.0,
     ) -> None:
         super().__init__()
-        # Checked before any data is read, so a mistyped number fails in a second, in one line.
-        for name, value, allowed, in_range in (
-            ("lr", lr, "0 or more", lr >= 0),
-            ("weight_decay", weight_decay, "0 or more", weight_decay >= 0),
-            ("warmup_epochs", warmup_epochs, "0 or more", warmup_epochs >= 0),
-            ("min_lr_ratio", min_lr_ratio, "in [0, 1]", 0 <= min_lr_ratio <= 1),
-            ("label_smoothing", label_smoothing, "in [0, 1)", 0 <= label_smoothing < 1),
-            ("mixup_alpha", mixup_alpha, "0 or more (0 = off)", mixup_alpha >= 0),
-            ("cutmix_alpha", cutmix_alpha, "0 or more (0 = off)", cutmix_alpha >= 0),
-        ):
-            if not (in_range and math.isfinite(value)):  # NaN fails every comparison too
-                raise ModelConfigError(f"model.{name} {value} is out of range; pass a value {allowed}")
+        # Plain floats in checkpoints: the CLI's constrained types are classes that
+        # torch.load(weights_only=True) refuses to unpickle.
+        threshold, lr, weight_decay = float(threshold), float(lr), float(weight_decay)
+        warmup_epochs, min_lr_ratio = float(warmup_epochs), float(min_lr_ratio)
+        label_smoothing, mixup_alpha, cutmix_alpha = (
+            float(label_smoothing),
+            float(mixup_alpha),
+            float(cutmix_alpha),
+        )
         self.save_hyperparameters()
         self.model = PCatModel(network, network_kwargs, image_size, input_norm, tta_flip, threshold)
         mixers = [v2.MixUp(alpha=mixup_alpha, num_classes=2)] if mixup_alpha else []
@@ -169,12 +169,12 @@ class CatsDogsClassifier(pl.LightningModule):
 
     def _steps_per_epoch(self) -> int:
         trainer, data = self.trainer, self.trainer.datamodule
-        if not getattr(data, "splits", None):  # loaders passed to fit() directly
+        if not getattr(data, "train_photos", 0):  # loaders passed to fit() directly
             return max(1, int(trainer.estimated_stepping_batches) // max(1, trainer.max_epochs or 1))
         # Counted from the training split, not by trainer.estimated_stepping_batches: that builds
         # the training loader before a resumed run's place in the epoch is restored into it, and
         # the resumed epoch would start over.
-        batches = math.ceil(len(data.splits["train"]) / (data.hparams.batch_size * trainer.world_size))
+        batches = math.ceil(data.train_photos / (data.batch_size * trainer.world_size))
         return max(1, batches // trainer.accumulate_grad_batches)
 
     def setup(self, stage: str) -> None:

@@ -1,6 +1,7 @@
 """The article's building block: one layer computes Z = W x + b, then A = g(Z)."""
 
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
 
 from torch import Tensor, nn
 
@@ -17,11 +18,46 @@ ACTIVATIONS = {
 NORMS = ("none", "batch", "layer")
 
 
-class LayerTrace(NamedTuple):
+class LayerOutput(NamedTuple):
     """What one layer computed in a forward pass: Z = W x + b and A = g(Z)."""
 
     z: Tensor
     a: Tensor
+
+
+# What a layer's W mixes: what the numbers of its x are. A layer over a token grid applies
+# the same W to every row of x; ROWS says what one row is there (None: x is one vector).
+Mixes = Literal["pixels", "features", "patch_pixels", "tokens", "channels", "neighbours"]
+ROWS: dict[str, str | None] = {
+    "pixels": None,  # the whole photo, flattened: 3·S·S numbers
+    "features": None,  # a vector of features, such as the previous layer's A
+    "patch_pixels": "patch",  # one patch's 3·p·p pixel values (a patch embedding)
+    "tokens": "feature",  # one feature across every patch (token mixing)
+    "channels": "patch",  # one patch's features (channel mixing)
+    "neighbours": "patch",  # the features of 2x2 neighbouring patches, concatenated (merging)
+}
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One Z = W x + b of a network, as its family declares it: the module, what W mixes, what x is."""
+
+    module: nn.Module  # a DenseLayer, or the bare nn.Linear head
+    mixes: Mixes
+    x: str  # what x is, in words, for explain.py (where it is not simply the previous layer's A)
+
+    @property
+    def linear(self) -> nn.Linear:
+        return self.module.linear if isinstance(self.module, DenseLayer) else self.module
+
+    @property
+    def dense(self) -> "DenseLayer | None":
+        """The DenseLayer (its g and norm) behind W and b; None for the bare head."""
+        return self.module if isinstance(self.module, DenseLayer) else None
+
+    @property
+    def rows(self) -> str | None:
+        return ROWS[self.mixes]
 
 
 def make_activation(name: str) -> nn.Module:
@@ -30,34 +66,43 @@ def make_activation(name: str) -> nn.Module:
     return ACTIVATIONS[name]()
 
 
-class TracedModel(nn.Module):
-    """A zoo model whose forward and forward_with_intermediates are one code path.
+class ZooNetwork(nn.Module):
+    """A zoo network: `forward(x, record=None)` is its one code path, `layers()` its declaration.
 
-    Subclasses implement `_run(x, record)`, filling `record[name] = LayerTrace(z, a)` for
-    every layer when `record` is a dict, and `linear_layers()` with the same names.
+    Each family declares its layers once, in `layers()`: name -> Layer, in forward order, the
+    head last. Its forward calls `self.record(record, module, z, a)` after each of them, so a
+    dict passed as `record` fills with every layer's Z and A under the declared names.
     """
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self._run(x, None)
+    def layers(self) -> dict[str, Layer]:
+        raise NotImplementedError
 
-    def forward_with_intermediates(self, x: Tensor) -> tuple[Tensor, dict[str, "LayerTrace"]]:
-        """Logit plus every layer's Z and A, from the same code path as forward."""
-        record: dict[str, LayerTrace] = {}
-        return self._run(x, record), record
+    def forward(self, x: Tensor, record: dict[str, LayerOutput] | None = None) -> Tensor:
+        raise NotImplementedError
+
+    def forward_with_intermediates(self, x: Tensor) -> tuple[Tensor, dict[str, LayerOutput]]:
+        """Logit plus every layer's Z and A, from forward itself."""
+        record: dict[str, LayerOutput] = {}
+        return self(x, record), record
+
+    def record(self, record: dict[str, LayerOutput] | None, module: nn.Module, z: Tensor, a: Tensor) -> None:
+        """Keep one layer's Z and A under its declared name; a token grid (B, H, W, out) as (B, H*W, out)."""
+        if record is None:
+            return
+        name = next((name for name, layer in self.layers().items() if layer.module is module), None)
+        if name is None:  # a family's forward and its declaration disagree: say where
+            raise ValueError(
+                f"{type(self).__name__}.layers() does not declare the {type(module).__name__} it records"
+            )
+        record[name] = LayerOutput(z.flatten(1, 2), a.flatten(1, 2)) if z.ndim > 3 else LayerOutput(z, a)
 
     def linear_layers(self) -> dict[str, nn.Linear]:
-        raise NotImplementedError
+        """Each layer's W and b, under its declared name."""
+        return {name: layer.linear for name, layer in self.layers().items()}
 
     def dense_layers(self) -> dict[str, "DenseLayer"]:
-        """The DenseLayer (its g and norm) behind each name of linear_layers(); a bare
-        nn.Linear, such as the head, has none."""
-        owners = {id(module.linear): module for module in self.modules() if isinstance(module, DenseLayer)}
-        return {
-            name: owners[id(linear)] for name, linear in self.linear_layers().items() if id(linear) in owners
-        }
-
-    def _run(self, x: Tensor, record: dict[str, "LayerTrace"] | None) -> Tensor:
-        raise NotImplementedError
+        """The layers with a g (and units to switch off): every one but the head."""
+        return {name: layer.dense for name, layer in self.layers().items() if layer.dense is not None}
 
 
 class DenseLayer(nn.Module):

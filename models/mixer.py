@@ -8,7 +8,7 @@ residual blocks. Tolstikhin et al., "MLP-Mixer: An all-MLP Architecture for Visi
 import torch
 from torch import Tensor, nn
 
-from models.layers import DenseLayer, LayerTrace, TracedModel
+from models.layers import DenseLayer, Layer, LayerOutput, ZooNetwork
 from models.patches import image_patches
 from models.registry import ModelConfigError, register_model
 
@@ -24,10 +24,8 @@ class MixerBlock(nn.Module):
         self.channel_fc2 = DenseLayer(channel_hidden, width, "identity", dropout=dropout)
 
 
-class Mixer(TracedModel):
+class Mixer(ZooNetwork):
     """Patches -> per-patch embedding -> Mixer blocks -> LN -> mean over patches -> one logit."""
-
-    LAYER_NAMES = ("token_fc1", "token_fc2", "channel_fc1", "channel_fc2")
 
     def __init__(
         self,
@@ -48,7 +46,6 @@ class Mixer(TracedModel):
                 f"image_size {image_size} is not a multiple of patch_size {patch_size}; "
                 f"use an image size such as {image_size - image_size % patch_size or patch_size}"
             )
-        self.input_shape = (in_channels, image_size, image_size)
         self.patch_size = patch_size
         tokens = (image_size // patch_size) ** 2
         self.embed = DenseLayer(in_channels * patch_size * patch_size, width, "identity")
@@ -58,40 +55,40 @@ class Mixer(TracedModel):
         self.norm = nn.LayerNorm(width)
         self.head = nn.Linear(width, 1)
 
-    def linear_layers(self) -> dict[str, nn.Linear]:
-        layers = {"embed": self.embed.linear}
+    def layers(self) -> dict[str, Layer]:
+        """Token layers' W mixes the patches (one row per feature), channel layers' the features
+        of one patch (one row per patch)."""
+        previous_a = "the previous layer's A"
+        layers = {"embed": Layer(self.embed, "patch_pixels", "the patches above")}
         for i, block in enumerate(self.blocks, start=1):
-            for name in self.LAYER_NAMES:
-                layers[f"block{i}.{name}"] = getattr(block, name).linear
-        layers["head"] = self.head
-        return layers
+            layers[f"block{i}.token_fc1"] = Layer(block.token_fc1, "tokens", "LayerNorm(h) transposed")
+            layers[f"block{i}.token_fc2"] = Layer(block.token_fc2, "tokens", previous_a)
+            layers[f"block{i}.channel_fc1"] = Layer(block.channel_fc1, "channels", "LayerNorm(h)")
+            layers[f"block{i}.channel_fc2"] = Layer(block.channel_fc2, "channels", previous_a)
+        return {**layers, "head": Layer(self.head, "features", "LayerNorm(h) averaged over all patches")}
 
     def patches(self, x: Tensor) -> Tensor:
         """(B, C, H, W) -> (B, N, C*p*p): each patch flattened like the MLP flattens an image."""
         return image_patches(x, self.patch_size).flatten(1, 2)
 
-    def _run(self, x: Tensor, record: dict[str, LayerTrace] | None) -> Tensor:
-        def keep(name: str, z: Tensor, a: Tensor) -> None:
-            if record is not None:
-                record[name] = LayerTrace(z, a)
-
+    def forward(self, x: Tensor, record: dict[str, LayerOutput] | None = None) -> Tensor:
         z, h = self.embed.forward_with_z(self.patches(x))  # (B, N, D)
-        keep("embed", z, h)
-        for i, block in enumerate(self.blocks, start=1):
+        self.record(record, self.embed, z, h)
+        for block in self.blocks:
             # Token mixing: x is one feature across all N patches, so transpose to (B, D, N).
             z1, a1 = block.token_fc1.forward_with_z(block.token_norm(h).transpose(1, 2))
+            self.record(record, block.token_fc1, z1, a1)
             z2, a2 = block.token_fc2.forward_with_z(a1)  # (B, D, N)
-            keep(f"block{i}.token_fc1", z1, a1)
-            keep(f"block{i}.token_fc2", z2, a2)
+            self.record(record, block.token_fc2, z2, a2)
             h = h + a2.transpose(1, 2)  # (B, N, D)
             # Channel mixing: x is one patch's D features.
             z3, a3 = block.channel_fc1.forward_with_z(block.channel_norm(h))  # (B, N, hidden)
+            self.record(record, block.channel_fc1, z3, a3)
             z4, a4 = block.channel_fc2.forward_with_z(a3)  # (B, N, D)
-            keep(f"block{i}.channel_fc1", z3, a3)
-            keep(f"block{i}.channel_fc2", z4, a4)
+            self.record(record, block.channel_fc2, z4, a4)
             h = h + a4
         z = self.head(self.norm(h).mean(dim=1)).squeeze(-1)  # (B,)
-        keep("head", z, torch.sigmoid(z))
+        self.record(record, self.head, z, torch.sigmoid(z))
         return z
 
 

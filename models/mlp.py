@@ -8,11 +8,11 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from models.layers import DenseLayer, LayerTrace, TracedModel
+from models.layers import DenseLayer, Layer, LayerOutput, ZooNetwork
 from models.registry import register_model
 
 
-class MLP(TracedModel):
+class MLP(ZooNetwork):
     """Flattened image -> hidden DenseLayers -> one logit z (p_cat = sigmoid(z)).
 
     The defaults are the article's network: input, 3 hidden layers, one output.
@@ -28,7 +28,6 @@ class MLP(TracedModel):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        self.input_shape = (in_channels, image_size, image_size)
         widths = [in_channels * image_size * image_size, *hidden_dims]
         self.hidden = nn.ModuleDict(
             {
@@ -38,19 +37,26 @@ class MLP(TracedModel):
         )
         self.head = nn.Linear(widths[-1], 1)  # the output layer: z = w a + b, one logit
 
-    def linear_layers(self) -> dict[str, nn.Linear]:
-        """Each layer's W and b, under the names forward_with_intermediates uses."""
-        return {**{name: layer.linear for name, layer in self.hidden.items()}, "head": self.head}
+    def layers(self) -> dict[str, Layer]:
+        """W of the first layer mixes every pixel; each later W mixes the features of the A before it."""
+        x = "the input vector x above"
+        return {
+            **{
+                name: Layer(layer, "features", "the previous layer's A") if i else Layer(layer, "pixels", x)
+                for i, (name, layer) in enumerate(self.hidden.items())
+            },
+            "head": Layer(self.head, "features", "the previous layer's A")
+            if self.hidden
+            else Layer(self.head, "pixels", x),
+        }
 
-    def _run(self, x: Tensor, record: dict[str, LayerTrace] | None) -> Tensor:
+    def forward(self, x: Tensor, record: dict[str, LayerOutput] | None = None) -> Tensor:
         a = x.flatten(1)  # (B, C*H*W): the article's input vector x
-        for name, layer in self.hidden.items():
+        for layer in self.hidden.values():
             z, a = layer.forward_with_z(a)
-            if record is not None:
-                record[name] = LayerTrace(z, a)
+            self.record(record, layer, z, a)
         z = self.head(a).squeeze(-1)  # (B,) one logit per image
-        if record is not None:
-            record["head"] = LayerTrace(z, torch.sigmoid(z))  # A of the output layer is p_cat
+        self.record(record, self.head, z, torch.sigmoid(z))  # A of the output layer is p_cat
         return z
 
 

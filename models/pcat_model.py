@@ -13,8 +13,8 @@ import torch
 from torch import Tensor, nn
 
 from models.labels import class_name
-from models.layers import LayerTrace
-from models.registry import ModelConfigError, create_model
+from models.layers import LayerOutput
+from models.registry import ModelConfigError, create_network
 
 InputNorm = Literal["dataset", "per_image"]
 MIN_PIXEL_STD = 1.0  # per_image: a flat photo (std ~0) is divided by at most one grey level
@@ -49,20 +49,25 @@ class PCatModel(nn.Module):
             raise ModelConfigError(f"input_norm '{input_norm}' is unknown; choose dataset or per_image")
         if not 0 <= threshold <= 1:  # NaN fails too
             raise ModelConfigError(f"threshold {threshold} is out of range; pass a p_cat in [0, 1]")
-        self.config = {
-            "network": network,
-            "network_kwargs": dict(network_kwargs or {}),
-            "image_size": int(image_size),
-            "input_norm": input_norm,
-            "tta_flip": bool(tta_flip),
-            "threshold": float(threshold),
-        }
+        self.network_name, self.network_kwargs = network, dict(network_kwargs or {})
         self.image_size, self.input_norm = int(image_size), input_norm
         self.tta_flip, self.threshold = bool(tta_flip), float(threshold)
-        self.network = create_model(network, image_size=image_size, **self.config["network_kwargs"])
+        self.network = create_network(network, image_size=image_size, **self.network_kwargs)
         # Measured on the training photos (set_channel_stats) and saved with the weights.
         self.register_buffer("channel_mean", torch.full((3,), 0.5))
         self.register_buffer("channel_std", torch.full((3,), 0.25))
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The arguments that rebuild this model: with its state_dict, all a file needs."""
+        return {
+            "network": self.network_name,
+            "network_kwargs": dict(self.network_kwargs),
+            "image_size": self.image_size,
+            "input_norm": self.input_norm,
+            "tta_flip": self.tta_flip,
+            "threshold": self.threshold,
+        }
 
     def set_channel_stats(self, mean: Tensor, std: Tensor) -> None:
         self.channel_mean.copy_(torch.as_tensor(mean))
@@ -90,7 +95,7 @@ class PCatModel(nn.Module):
         """The article's output: p_cat = sigmoid(z)."""
         return torch.sigmoid(self.logits(images))
 
-    def forward_with_intermediates(self, images: Tensor) -> tuple[Tensor, dict[str, LayerTrace]]:
+    def forward_with_intermediates(self, images: Tensor) -> tuple[Tensor, dict[str, LayerOutput]]:
         """z of the photo itself (no flip) and every layer's Z and A, from the network's own forward."""
         return self.network.forward_with_intermediates(self.normalize(images))
 

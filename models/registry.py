@@ -1,4 +1,8 @@
-"""Name -> model builder. Families register their variants with @register_model."""
+"""Network name -> builder. Families register their variants with @register_model.
+
+It builds networks (x -> z) and imports nothing of the zoo: each family file imports it.
+Trained weights by name are `models.pretrained`'s; `models.create_model` sits above both.
+"""
 
 import inspect
 from collections.abc import Callable
@@ -15,7 +19,7 @@ class ModelConfigError(ValueError):
 def register_model(builder: Callable[..., nn.Module], name: str | None = None) -> Callable[..., nn.Module]:
     """Register a variant function under its own name (timm style), or a model class under `name`.
 
-    The builder's signature is the model's argument list: `create_model` checks it and
+    The builder's signature is the model's argument list: `create_network` checks it and
     LightningCLI users see it in errors, so a class is registered directly rather than
     wrapped in a function that repeats its arguments.
     """
@@ -26,37 +30,15 @@ def register_model(builder: Callable[..., nn.Module], name: str | None = None) -
     return builder
 
 
-def list_models(pretrained: bool = False) -> list[str]:
-    """Registered model names; with `pretrained`, the zoo entries whose trained weights ship (weights/)."""
-    if pretrained:
-        from models.pretrained import list_pretrained  # here: pretrained.py imports this module
-
-        return list_pretrained()
+def list_networks() -> list[str]:
+    """Registered network names."""
     return sorted(_BUILDERS)
 
 
-def model_arguments(name: str) -> dict[str, inspect.Parameter]:
-    return dict(inspect.signature(_builder(name)).parameters)
-
-
-def create_model(name: str, pretrained: bool = False, **kwargs: object) -> nn.Module:
-    """Build a registered model; unknown names or arguments fail with the known ones listed.
-
-    With `pretrained`, `name` is a zoo entry of `list_models(pretrained=True)` (or a weights
-    folder, or a Hub repo id) and the result is its trained `PCatModel` in eval mode: uint8
-    photos (B, 3, S, S) -> p_cat (B,), every argument fixed by the weights.
-    """
-    if pretrained:
-        if kwargs:
-            raise ModelConfigError(
-                f"pretrained model '{name}' takes no arguments (got {', '.join(map(repr, kwargs))}): "
-                "its weights fix them"
-            )
-        from models.pretrained import load_pretrained  # here: pretrained.py imports this module
-
-        return load_pretrained(name)
+def create_network(name: str, **kwargs: object) -> nn.Module:
+    """Build a registered network; unknown names or arguments fail with the known ones listed."""
     builder = _builder(name)
-    accepted = model_arguments(name)
+    accepted = dict(inspect.signature(builder).parameters)
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
         raise ModelConfigError(
@@ -73,5 +55,5 @@ def create_model(name: str, pretrained: bool = False, **kwargs: object) -> nn.Mo
 
 def _builder(name: str) -> Callable[..., nn.Module]:
     if name not in _BUILDERS:
-        raise ModelConfigError(f"unknown model '{name}'; known models: {', '.join(list_models())}")
+        raise ModelConfigError(f"unknown model '{name}'; known models: {', '.join(list_networks())}")
     return _BUILDERS[name]

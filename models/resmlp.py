@@ -7,7 +7,7 @@ Skip connections let gradients reach the first layer, so depth stops hurting.
 import torch
 from torch import Tensor, nn
 
-from models.layers import DenseLayer, LayerTrace, TracedModel
+from models.layers import DenseLayer, Layer, LayerOutput, ZooNetwork
 from models.registry import register_model
 
 
@@ -21,7 +21,7 @@ class ResidualBlock(nn.Module):
         self.fc2 = DenseLayer(hidden, width, "identity", dropout=dropout)
 
 
-class ResMLP(TracedModel):
+class ResMLP(ZooNetwork):
     """Flattened image -> embedding -> residual blocks -> LN -> one logit z."""
 
     def __init__(
@@ -35,7 +35,6 @@ class ResMLP(TracedModel):
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
-        self.input_shape = (in_channels, image_size, image_size)
         self.embed = DenseLayer(in_channels * image_size * image_size, width, "identity")
         self.blocks = nn.ModuleList(
             ResidualBlock(width, width * expansion, activation, dropout) for _ in range(depth)
@@ -43,28 +42,27 @@ class ResMLP(TracedModel):
         self.norm = nn.LayerNorm(width)
         self.head = nn.Linear(width, 1)
 
-    def linear_layers(self) -> dict[str, nn.Linear]:
-        layers = {"embed": self.embed.linear}
+    def layers(self) -> dict[str, Layer]:
+        """Every W mixes one whole vector: the photo's pixels, then features."""
+        h = "LayerNorm(h), h being the running sum of the embedding and every block so far"
+        layers = {"embed": Layer(self.embed, "pixels", "the input vector x above")}
         for i, block in enumerate(self.blocks, start=1):
-            layers[f"block{i}.fc1"] = block.fc1.linear
-            layers[f"block{i}.fc2"] = block.fc2.linear
-        layers["head"] = self.head
-        return layers
+            layers[f"block{i}.fc1"] = Layer(block.fc1, "features", h)
+            layers[f"block{i}.fc2"] = Layer(block.fc2, "features", "the previous layer's A")
+        h = "LayerNorm(h), h being the sum of the embedding and every block"
+        return {**layers, "head": Layer(self.head, "features", h)}
 
-    def _run(self, x: Tensor, record: dict[str, LayerTrace] | None) -> Tensor:
+    def forward(self, x: Tensor, record: dict[str, LayerOutput] | None = None) -> Tensor:
         z, h = self.embed.forward_with_z(x.flatten(1))  # (B, width)
-        if record is not None:
-            record["embed"] = LayerTrace(z, h)
-        for i, block in enumerate(self.blocks, start=1):
+        self.record(record, self.embed, z, h)
+        for block in self.blocks:
             z1, a1 = block.fc1.forward_with_z(block.norm(h))  # (B, width * expansion)
+            self.record(record, block.fc1, z1, a1)
             z2, a2 = block.fc2.forward_with_z(a1)  # (B, width)
-            if record is not None:
-                record[f"block{i}.fc1"] = LayerTrace(z1, a1)
-                record[f"block{i}.fc2"] = LayerTrace(z2, a2)
+            self.record(record, block.fc2, z2, a2)
             h = h + a2  # the residual: the block only learns a correction
         z = self.head(self.norm(h)).squeeze(-1)  # (B,)
-        if record is not None:
-            record["head"] = LayerTrace(z, torch.sigmoid(z))
+        self.record(record, self.head, z, torch.sigmoid(z))
         return z
 
 

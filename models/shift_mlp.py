@@ -8,14 +8,13 @@ Spatial-Shift MLP Architecture for Vision", 2021), so locality is built in, and 
 merge 2x2 neighbouring tokens into one (a Linear over their concatenation, as in Swin)
 so later layers see larger parts of the photo at a coarser grid.
 
-Layer names say what W mixes: `channel` layers mix one token's features, `merge` layers
-one 2x2 group's concatenated features; Z and A are recorded as (B, tokens, features).
+Every layer's Z and A are recorded as (B, tokens, features), like the Mixer's.
 """
 
 import torch
 from torch import Tensor, nn
 
-from models.layers import DenseLayer, LayerTrace, TracedModel
+from models.layers import DenseLayer, Layer, LayerOutput, ZooNetwork
 from models.patches import image_patches, merge_neighbours
 from models.registry import ModelConfigError, register_model
 
@@ -77,7 +76,7 @@ class Merge(nn.Module):
         self.merge = DenseLayer(4 * width, out_width, "identity")
 
 
-class ShiftMLP(TracedModel):
+class ShiftMLP(ZooNetwork):
     """Patches -> stages of shift blocks, halving the grid between stages -> LN -> mean -> one logit.
 
     Args:
@@ -88,8 +87,6 @@ class ShiftMLP(TracedModel):
         dropout: Dropout on the A of the blocks' layers.
         drop_path: Stochastic depth of the last block; earlier blocks get linearly less.
     """
-
-    LAYER_NAMES = ("pre_shift_channel_fc", "post_shift_channel_fc", "channel_fc1", "channel_fc2")
 
     def __init__(
         self,
@@ -119,7 +116,6 @@ class ShiftMLP(TracedModel):
             )
         if any(w % 4 for w in widths):
             raise ModelConfigError(f"widths {widths} must be multiples of 4 (a quarter shifts each way)")
-        self.input_shape = (in_channels, image_size, image_size)
         self.patch_size = patch_size
         self.embed = DenseLayer(in_channels * patch_size * patch_size, widths[0], "identity")
         rates = torch.linspace(0, drop_path, sum(depths)).tolist()
@@ -133,44 +129,49 @@ class ShiftMLP(TracedModel):
         self.norm = nn.LayerNorm(widths[-1])
         self.head = nn.Linear(widths[-1], 1)
 
-    def linear_layers(self) -> dict[str, nn.Linear]:
-        layers = {"embed": self.embed.linear}
+    def layers(self) -> dict[str, Layer]:
+        """Every W is per token: it mixes one patch's features, or a 2x2 group's when merging."""
+        previous_a, norm = "the previous layer's A", "LayerNorm(h)"
+        shifted = (
+            "the previous layer's A with a quarter of its features moved one patch down, up, right and"
+            " left (the shift MLP's only mixing between patches)"
+        )
+        layers = {"embed": Layer(self.embed, "patch_pixels", "the patches above")}
         for s, blocks in enumerate(self.stages, start=1):
             if s > 1:
-                layers[f"stage{s}.merge"] = self.merges[s - 2].merge.linear
+                merge = self.merges[s - 2].merge
+                layers[f"stage{s}.merge"] = Layer(merge, "neighbours", "h regrouped 2x2, then LayerNorm")
             for b, block in enumerate(blocks, start=1):
-                for name in self.LAYER_NAMES:
-                    layers[f"stage{s}.block{b}.{name}"] = getattr(block, name).linear
-        layers["head"] = self.head
-        return layers
+                prefix = f"stage{s}.block{b}."
+                layers[prefix + "pre_shift_channel_fc"] = Layer(block.pre_shift_channel_fc, "channels", norm)
+                layers[prefix + "post_shift_channel_fc"] = Layer(
+                    block.post_shift_channel_fc, "channels", shifted
+                )
+                layers[prefix + "channel_fc1"] = Layer(block.channel_fc1, "channels", norm)
+                layers[prefix + "channel_fc2"] = Layer(block.channel_fc2, "channels", previous_a)
+        return {**layers, "head": Layer(self.head, "features", "LayerNorm(h) averaged over all patches")}
 
-    def _run(self, x: Tensor, record: dict[str, LayerTrace] | None) -> Tensor:
-        def keep(name: str, z: Tensor, a: Tensor) -> None:
-            if record is not None:  # tokens flattened: (B, H*W, features), like the Mixer's
-                record[name] = LayerTrace(z.flatten(1, 2), a.flatten(1, 2))
-
+    def forward(self, x: Tensor, record: dict[str, LayerOutput] | None = None) -> Tensor:
         z, h = self.embed.forward_with_z(image_patches(x, self.patch_size))  # (B, H, W, D)
-        keep("embed", z, h)
+        self.record(record, self.embed, z, h)
         for s, blocks in enumerate(self.stages, start=1):
             if s > 1:
                 merge = self.merges[s - 2]
-                z, h = merge.merge.forward_with_z(merge.norm(merge_neighbours(h)))
-                keep(f"stage{s}.merge", z, h)
-            for b, block in enumerate(blocks, start=1):
-                prefix = f"stage{s}.block{b}."
+                z, h = merge.merge.forward_with_z(merge.norm(merge_neighbours(h)))  # (B, H/2, W/2, D')
+                self.record(record, merge.merge, z, h)
+            for block in blocks:
                 z1, a1 = block.pre_shift_channel_fc.forward_with_z(block.shift_norm(h))
+                self.record(record, block.pre_shift_channel_fc, z1, a1)
                 z2, a2 = block.post_shift_channel_fc.forward_with_z(spatial_shift(a1))
-                keep(prefix + "pre_shift_channel_fc", z1, a1)
-                keep(prefix + "post_shift_channel_fc", z2, a2)
+                self.record(record, block.post_shift_channel_fc, z2, a2)
                 h = h + block.drop_path(a2)
                 z3, a3 = block.channel_fc1.forward_with_z(block.channel_norm(h))
+                self.record(record, block.channel_fc1, z3, a3)
                 z4, a4 = block.channel_fc2.forward_with_z(a3)
-                keep(prefix + "channel_fc1", z3, a3)
-                keep(prefix + "channel_fc2", z4, a4)
+                self.record(record, block.channel_fc2, z4, a4)
                 h = h + block.drop_path(a4)
         z = self.head(self.norm(h).mean(dim=(1, 2))).squeeze(-1)  # (B,)
-        if record is not None:
-            record["head"] = LayerTrace(z, torch.sigmoid(z))
+        self.record(record, self.head, z, torch.sigmoid(z))
         return z
 
 

@@ -17,7 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 from headless_chromium import OFFLINE_HEADLESS_FLAGS  # noqa: E402  (scripts/, this file's folder)
 from PIL import Image  # noqa: E402
 
-from explanation import explain_file, render_html  # noqa: E402
+from explanation import explain_file  # noqa: E402
+from explanation.static_page import render_page  # noqa: E402
 from inference import load_model  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
@@ -64,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as folder:
         page = Path(folder) / "explain.html"
-        page.write_text(render_html(explanation, image, model), encoding="utf-8")
+        page.write_text(
+            render_page(model, image, model.threshold, explanation.input.original_size), encoding="utf-8"
+        )
         screenshot(page, args.out, args.width, args.height, args.chromium)
     if not args.full_colour:
         shrink_png(args.out)

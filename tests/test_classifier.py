@@ -6,11 +6,11 @@ import lightning.pytorch as pl
 import pytest
 import torch
 import torch.nn.functional as F
+from jsonargparse import ArgumentError, ArgumentParser
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, TensorDataset
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryF1Score
 
-from models import ModelConfigError
 from models.classifier import CatsDogsClassifier, TrainingDiverged
 
 
@@ -98,11 +98,25 @@ def test_a_nan_loss_stops_training_naming_the_step_before_the_update():
 
 
 @pytest.mark.parametrize(
-    "argument", [{"lr": -1.0}, {"min_lr_ratio": 2.0}, {"label_smoothing": 1.0}, {"mixup_alpha": float("nan")}]
+    ("argument", "value"),
+    [("lr", "-1"), ("min_lr_ratio", "2"), ("label_smoothing", "1"), ("mixup_alpha", "nan")],
 )
-def test_out_of_range_hyperparameters_are_refused_in_one_line(argument):
-    with pytest.raises(ModelConfigError, match=f"model.{next(iter(argument))} .* out of range; pass a value"):
-        CatsDogsClassifier(network="logreg", image_size=8, **argument)
+def test_out_of_range_hyperparameters_are_refused_by_their_cli_types(argument, value):
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(CatsDogsClassifier, "model")
+    with pytest.raises(ArgumentError, match=f'(?s)"model.{argument}".* does not conform to restriction'):
+        parser.parse_args(["--model.network", "logreg", f"--model.{argument}", value])
+
+
+def test_values_from_the_cli_reach_the_checkpoint_as_plain_floats():
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(CatsDogsClassifier, "model")
+    config = parser.parse_args(["--model.network", "logreg", "--model.image_size", "8", "--model.lr", "0.01"])
+    assert type(config.model.lr) is not float  # the constrained type that did the check
+    hparams = parser.instantiate(config).model.hparams
+    assert hparams.lr == 0.01 and {type(hparams[key]) for key in ("lr", "threshold", "min_lr_ratio")} == {
+        float
+    }
 
 
 def test_schedule_warms_up_then_decays_to_min_lr_ratio():

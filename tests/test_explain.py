@@ -6,6 +6,7 @@ Every network family is explained once more through the Python API, untrained.
 """
 
 import json
+import re
 import shlex
 import subprocess
 import sys
@@ -18,8 +19,9 @@ import torch
 import explain
 import predict
 from datasets import decode_image
-from explanation import explain_image, render_html, render_text
-from explanation.trace import Stats
+from explanation import explain_image, render_text
+from explanation.static_page import render_page
+from explanation.walk import Stats
 from inference import load_model
 from inference.export import export_model
 from models import PCatModel, list_models
@@ -95,7 +97,12 @@ def Image_size(path: Path) -> tuple[int, int]:  # noqa: N802 (reads like PIL's I
         return image.size
 
 
-def test_html_page_is_written_and_self_contained(trained_run, photos, tmp_path, capsys):
+def embedded_data(page: str) -> dict:
+    """The server's answers that explain.py --html writes into the live page."""
+    return json.loads(re.search(r"window\.EMBEDDED = (.*?);</script>", page).group(1))
+
+
+def test_html_is_the_live_page_with_the_photos_numbers_in_it(trained_run, photos, tmp_path, capsys):
     page = tmp_path / "pages" / "new" / "cat.html"  # a folder that does not exist yet
     status = explain.main(["--ckpt", str(trained_run.best), str(photos[0]), "--html", str(page)])
     text_out = capsys.readouterr().out
@@ -103,13 +110,19 @@ def test_html_page_is_written_and_self_contained(trained_run, photos, tmp_path, 
     explained = explain_json(capsys, "--ckpt", trained_run.best, photos[0])
     html = page.read_text(encoding="utf-8")
     assert html.startswith("<!DOCTYPE html>") and html.rstrip().endswith("</html>")
-    assert f"p_cat = {explained['p_cat']:.3f}" in html and f"{explained['p_cat']:.4f}" in html
     assert f"= {explained['p_cat']:.4f}\n" in text_out  # the text ends with p_cat = sigmoid(z) = ...
-    assert "http://" not in html and "https://" not in html  # nothing fetched: works offline
-    hidden = len(explained["layers"]) - 1
-    assert html.count('aria-label="A of each unit"') == hidden  # one bar chart per hidden layer
-    for layer in explained["layers"]:
-        assert layer["name"] in html and layer["name"] in text_out
+    # Nothing fetched, so it works offline: the page's CSS and scripts are in the file.
+    assert "/assets/" not in html and not re.search(r"(src|href)=\"https?:", html)
+    assert "function drawExplanation" in html and "[hidden] { display: none" in html
+    data = embedded_data(html)
+    assert data["explanation"]["p_cat"] == pytest.approx(explained["p_cat"], abs=1e-6)
+    names = [layer["name"] for layer in explained["layers"]]
+    assert [layer["name"] for layer in data["explanation"]["layers"]] == names
+    assert [layer["name"] for layer in data["model"]["layers"]] == names
+    for layer in explained["layers"]:  # each layer's strongest units can be opened on the page
+        assert layer["name"] in text_out
+        for unit in layer["top_units"]:
+            assert f"{layer['name']}/{unit['index'][-1]}" in data["units"]
 
 
 def test_unreadable_photo_and_an_onnx_export_exit_2_in_one_line(trained_run, tmp_path, capsys):
@@ -179,5 +192,5 @@ def test_every_family_is_explained_from_its_own_forward_pass(network, photos):
     for layer in explanation.layers:
         assert asdict(layer.z_stats) == pytest.approx(asdict(Stats.of(traces[layer.name].z[0])))
         assert asdict(layer.a_stats) == pytest.approx(asdict(Stats.of(traces[layer.name].a[0])))
-    text, page = render_text(explanation), render_html(explanation, image, model)
-    assert f"= {explanation.p_cat:.4f}\n" in text and f"p_cat = {explanation.p_cat:.3f}" in page
+    text, page = render_text(explanation), embedded_data(render_page(model, image, 0.5, None))
+    assert f"= {explanation.p_cat:.4f}\n" in text and page["explanation"]["p_cat"] == explanation.p_cat

@@ -101,3 +101,28 @@ def test_upload_click_a_unit_switch_it_off_and_p_cat_moves_as_in_python(browser,
             expected_conditions.visibility_of_element_located((By.ID, "message"))
         )
         assert "not a photo" in message.text
+
+
+def test_the_page_explain_py_html_writes_draws_offline_and_opens_a_units_panel(
+    browser, trained_run, tmp_path
+):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    import explain
+
+    photo, page = trained_run.pets / "Cat" / "4.jpg", tmp_path / "cat.html"
+    assert explain.main(["--ckpt", str(trained_run.best), str(photo), "--html", str(page)]) == 0
+    model = load_model(trained_run.best)
+    with torch.inference_mode():
+        expected = model(decode_image(photo, model.image_size).unsqueeze(0))[0].item()
+    browser.get(page.as_uri())  # a file: no server behind it
+    assert abs(wait_for_update(browser, 0) - expected) <= 1e-6
+    unit_button = browser.find_element(By.CSS_SELECTOR, 'section[data-layer="layer3"] button.unit-button')
+    unit = unit_button.get_attribute("data-unit")
+    unit_button.click()
+    title = WebDriverWait(browser, WAIT_S).until(
+        lambda d: d.find_element(By.CSS_SELECTOR, ".unit-title").text
+    )
+    assert f"Unit #{unit} of layer3" in title
+    assert not browser.find_element(By.ID, "message").is_displayed()  # every answer came from the page

@@ -21,7 +21,7 @@ from datasets import decode_image
 from explanation.ablation import Ablation
 from explanation.live import Samples
 from explanation.server import LiveExplainer, create_app
-from explanation.trace import Stats
+from explanation.walk import Stats
 from inference import load_model
 from models import PCatModel, list_models
 from tests.live_server import fetch, post_photo, running

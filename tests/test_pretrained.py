@@ -75,8 +75,8 @@ def results(trained_run) -> list[dict]:
         "epochs": 3,
         "fit_seconds": 4.2,
         "images_per_second": 100.0,
-        "command": "python train.py --config configs/mlp_article.yaml --data.root ../shared/data/dogs-vs-cats "
-        "--seed_everything 1",
+        "command": "python train.py --config configs/mlp_article.yaml "
+        "--data.root ../shared/data/dogs-vs-cats --seed_everything 1",
         "precision": "bf16-mixed",
     }
     worse = {

@@ -37,10 +37,16 @@ def test_a_run_prints_none_of_the_notices_this_project_makes_untrue(trained_run,
         (["--trainer.max_epoch", "3"], "unknown key trainer.max_epoch; did you mean trainer.max_epochs?"),
         (["--trainer.max_epohcs", "3"], "did you mean trainer.max_epochs?"),
         (["--trainer.max_epochs", "three"], "max_epochs"),
-        (["--model.lr", "-1"], "model.lr -1.0 is out of range; pass a value 0 or more"),
+        (
+            ["--model.lr", "-1"],
+            '"model.lr": Not of type NonNegativeFloat: -1 does not conform to restriction v>=0',
+        ),
         (["--model.network", "perceptron"], "perceptron"),
         (["--data.root", "/no/such/folder"], "/no/such/folder"),
-        (["--insight.probe_size", "0"], "probe_size 0 must be at least 1"),  # refused by our callback
+        (
+            ["--insight.probe_size", "0"],
+            '"insight.probe_size": Not of type PositiveInt',
+        ),  # our callback's type
         (["--checkpoint.mode", "maxx"], "got maxx"),  # refused by Lightning's ModelCheckpoint
     ],
 )

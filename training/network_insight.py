@@ -12,6 +12,7 @@ Everything goes through SummaryWriter's public add_* methods, on rank 0 only.
 
 import lightning.pytorch as pl
 import torch
+from jsonargparse.typing import NonNegativeInt, PositiveInt
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
@@ -37,13 +38,12 @@ class NetworkInsight(pl.Callback):
     """
 
     def __init__(
-        self, every_n_epochs: int | None = None, probe_size: int = 64, num_templates: int = 32
+        self,
+        every_n_epochs: PositiveInt | None = None,
+        probe_size: PositiveInt = 64,
+        num_templates: NonNegativeInt = 32,
     ) -> None:
-        if (every_n_epochs is not None and every_n_epochs < 1) or probe_size < 1 or num_templates < 0:
-            raise ValueError(
-                f"insight: every_n_epochs {every_n_epochs} and probe_size {probe_size} must be at least 1, "
-                f"num_templates {num_templates} at least 0"
-            )
+        # The types are the checks: LightningCLI refuses a 0 or a -1 before any photo is read.
         self.every_n_epochs, self.probe_size, self.num_templates = every_n_epochs, probe_size, num_templates
         self._probe: tuple[Tensor, Tensor] | None = None
         self._outputs: list[tuple[Tensor, Tensor]] | None = None  # (p_cat, labels) of the batches of a stage
@@ -111,18 +111,18 @@ class NetworkInsight(pl.Callback):
         was_training = model.training
         model.eval()  # no dropout: the network as it predicts
         with torch.no_grad():
-            _, traces = model.forward_with_intermediates(images)  # the network's own Z and A
+            _, outputs = model.forward_with_intermediates(images)  # the network's own Z and A
         model.train(was_training)
-        layers = model.network.linear_layers()
-        activations = {name: layer.activation_name for name, layer in model.network.dense_layers().items()}
-        for name, trace in traces.items():
-            tensors = {"Z": trace.z, "A": trace.a}
-            if name in layers:
-                tensors |= {
-                    "W": layers[name].weight,
-                    "b": layers[name].bias,
-                    "grad_W": layers[name].weight.grad,
-                }
+        declared = model.network.layers()  # every name of outputs, with its W, b and g
+        for name, output in outputs.items():
+            linear, dense = declared[name].linear, declared[name].dense
+            tensors = {
+                "Z": output.z,
+                "A": output.a,
+                "W": linear.weight,
+                "b": linear.bias,
+                "grad_W": linear.weight.grad,
+            }
             for kind, values in tensors.items():
                 if values is None:
                     continue
@@ -133,22 +133,22 @@ class NetworkInsight(pl.Callback):
                     continue
                 # 64 even buckets: a third of the time of the default 1,500 uneven ones
                 writer.add_histogram(f"{name}/{kind}", values, step, bins=64)
-            units = trace.a.reshape(-1, trace.a.shape[-1])  # (photos * tokens, units)
-            g = activations.get(name)
+            units = output.a.reshape(-1, output.a.shape[-1])  # (photos * tokens, units)
+            g = dense.activation_name if dense is not None else None
             if g in RELU_LIKE:
                 writer.add_scalar(f"{name}/dead_fraction", (units <= 0).all(0).float().mean().item(), step)
             if g in SATURATION:
                 low, high = SATURATION[g]
                 stuck = ((units < low) | (units > high)).all(0).float().mean().item()
                 writer.add_scalar(f"{name}/saturated_fraction", stuck, step)
-        first_name, first = next(iter(layers.items()))
-        if self.num_templates and first.in_features == images[0].numel():  # its rows are photos
+        first_name, first = next(iter(declared.items()))
+        if self.num_templates and first.mixes == "pixels":  # W mixes every pixel: each row is a photo
             writer.add_image(
                 f"{first_name}/templates",
-                weight_templates(first.weight, images.shape[1:], self.num_templates),
+                weight_templates(first.linear.weight, images.shape[1:], self.num_templates),
                 step,
             )
-        p_cat = torch.sigmoid(traces[next(reversed(traces))].z)  # the head's z
+        p_cat = torch.sigmoid(outputs[next(reversed(outputs))].z)  # the head's z
         writer.add_image("probe/p_cat", probe_grid(images, p_cat, labels, model.threshold), step)
 
     def _log_curves(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:

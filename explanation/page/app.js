@@ -15,6 +15,7 @@ const state = {
 const $ = (id) => document.getElementById(id);
 
 async function api(path, body, raw) {
+  if (window.EMBEDDED) return embeddedAnswer(path, body);
   const options = body === undefined ? {} : {
     method: "POST",
     body: raw ? body : JSON.stringify(body),
@@ -24,6 +25,19 @@ async function api(path, body, raw) {
   const data = await response.json().catch(() => ({ error: `the server answered ${response.status}` }));
   if (!response.ok) throw new Error(data.error || `the server answered ${response.status}`);
   return data;
+}
+
+// explain.py --html: the server's answers for one photo, written into the page; nothing is fetched.
+function embeddedAnswer(path, body) {
+  const asTrained = { units_off: {}, zero_bias: [], weight_scale: {}, flip: false };
+  const changed = body && JSON.stringify(body.ablation) !== JSON.stringify(asTrained);
+  const answer = path === "/api/model" ? EMBEDDED.model
+    : changed ? null
+    : path === "/api/explain" ? EMBEDDED.explanation
+    : EMBEDDED.units[`${body.layer}/${body.unit}`];
+  if (!answer) throw new Error("this page holds the numbers of one photo and its strongest units; "
+    + "for the rest, and to change the network, run explain.py --serve");
+  return answer;
 }
 
 function showMessage(text) {
@@ -36,7 +50,10 @@ async function start() {
   state.model = await api("/api/model");
   $("network").textContent = `network ${state.model.network}, ${state.model.layers.length} layers`;
   $("image-size").textContent = `${state.model.image_size}×${state.model.image_size}`;
-  if (state.model.samples.length) {
+  if (window.EMBEDDED) {
+    document.body.classList.add("embedded");  // no server: hide what would ask one
+    await choosePhoto("embedded");
+  } else if (state.model.samples.length) {
     $("samples-card").hidden = false;
     for (const sample of state.model.samples) {
       const button = document.createElement("button");

@@ -1,10 +1,10 @@
 // Inline SVG and canvas charts for the live page: bars of Z and A, the sigmoid, patch grids.
-// Plain DOM, nothing fetched; colours as in explain.py --html (cat orange, dog blue).
+// Plain DOM, nothing fetched; cat orange, dog blue.
 "use strict";
 
 const CAT_COLOUR = "#e0662f", DOG_COLOUR = "#2f6fe0", OFF_COLOUR = "#b8bec8";
 const SVG_NS = "http://www.w3.org/2000/svg";
-const BARS_MAX = 1024;  // wider layers: neighbouring units averaged, as html.py does
+const BARS_MAX = 1024;  // wider layers: neighbouring units averaged, so every bar stays visible
 
 function svgElement(name, attributes) {
   const element = document.createElementNS(SVG_NS, name);
@@ -52,7 +52,7 @@ function drawBars(svg, values, options) {
   });
 }
 
-// p = sigmoid(z), the threshold, and this photo's point (z, p_cat): as html.py's _sigmoid_plot.
+// p = sigmoid(z), the threshold, and this photo's point (z, p_cat).
 function drawSigmoid(svg, z, pCat, threshold) {
   svg.replaceChildren();
   const width = 420, height = 200, pad = 20;

@@ -26,7 +26,7 @@ function renderUnit(container, data, layer, actions) {
   const panel = document.getElementById("unit-template").content.firstElementChild.cloneNode(true);
   const where = data.rows === null ? "" : ` · shown for ${data.row_name} ${data.row} of ${data.rows}, where its A is largest`;
   panel.querySelector(".unit-title").textContent = `Unit #${data.unit} of ${data.layer}${where}`;
-  const isOutput = data.layer === "head";
+  const isOutput = data.output;  // the output layer: one z, and its A is p_cat
   const zName = isOutput ? "z" : "Z";
   panel.querySelector(".unit-formula").textContent =
     `${zName} = Σ w_j·x_j + b = ${signed(data.terms_up)} ${signed(data.terms_down)} + (${formatNumber(data.bias)})`
@@ -44,7 +44,7 @@ function renderUnit(container, data, layer, actions) {
   }
 
   const terms = panel.querySelector(".terms");
-  for (const title of ["j", "w_j", "x_j", "w_j·x_j", ""]) cell(terms, title, "head");
+  for (const title of ["j", "w_j", "x_j", "w_j·x_j", ""]) cell(terms, title, "heading");
   const largest = Math.max(1e-12, ...data.terms.map((t) => Math.abs(t.term)));
   for (const term of data.terms) {
     cell(terms, `#${term.j}`);

@@ -3,7 +3,8 @@
 Everything here comes from the model's own forward pass (`forward_with_intermediates`)
 on the photo decoded exactly as predict.py decodes it, so the p_cat explained is the
 p_cat predicted. Forward hooks on each layer's nn.Linear only *read* its input x, to
-show x's shape and how the output layer's z splits into w_j * x_j contributions.
+show x's shape and how the output layer's z splits into w_j * x_j contributions. What
+each layer is (what its W mixes, what its x is) is the family's own `layers()` declaration.
 """
 
 import os
@@ -11,19 +12,21 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 from PIL import Image
-from torch import Tensor, nn
+from torch import Tensor
 
 from datasets import decode_image
-from models import LayerTrace, PCatModel, class_name
+from models import Layer, LayerOutput, PCatModel, class_name
 
 # Activations where "active" has a plain meaning, and what it is.
-ACTIVE_WHEN = {
-    "relu": ("A > 0", lambda a: a > 0),
-    "leaky_relu": ("A > 0", lambda a: a > 0),
-    "gelu": ("A > 0", lambda a: a > 0),
-    "silu": ("A > 0", lambda a: a > 0),
-    "tanh": ("A > 0", lambda a: a > 0),
-    "sigmoid": ("A > 0.5", lambda a: a > 0.5),
+ACTIVE_WHEN = dict.fromkeys(("relu", "leaky_relu", "gelu", "silu", "tanh"), ("A > 0", lambda a: a > 0))
+ACTIVE_WHEN["sigmoid"] = ("A > 0.5", lambda a: a > 0.5)
+KINDS = {  # what W mixes -> the kind of layer, as the JSON names it
+    "pixels": "dense",
+    "features": "dense",
+    "patch_pixels": "patch_embedding",
+    "tokens": "token_mixing",
+    "channels": "channel_mixing",
+    "neighbours": "patch_merging",
 }
 EXIF_ORIENTATION = 0x0112
 ROTATED_90 = (5, 6, 7, 8)  # EXIF orientations that swap width and height
@@ -71,7 +74,7 @@ class Contribution:
 @dataclass
 class LayerReport:
     name: str
-    kind: str  # "dense", "token_mixing", "channel_mixing", "patch_embedding" or "output"
+    kind: str  # "output" or a KINDS value: "dense", "token_mixing", "channel_mixing", ...
     weight_shape: list[int]  # W: (out, in)
     x_shape: list[int]  # the input one W multiplies: (in,), or (rows, in) when applied per row
     bias_shape: list[int]
@@ -89,6 +92,7 @@ class LayerReport:
     # A and Z of each unit (the mean over rows for Mixer layers), for the pages' bars; not in JSON
     a_per_unit: list[float] = field(default_factory=list, repr=False)
     z_per_unit: list[float] = field(default_factory=list, repr=False)
+    x_is: str = field(default="", repr=False)  # what x is, in the family's words; not in JSON
 
 
 @dataclass
@@ -123,7 +127,7 @@ class Explanation:
         """Plain data for JSON: everything except the per-unit A and Z lists (one number per unit)."""
         data = asdict(self)
         for layer in data["layers"]:
-            del layer["a_per_unit"], layer["z_per_unit"]
+            del layer["a_per_unit"], layer["z_per_unit"], layer["x_is"]
         return data
 
 
@@ -143,34 +147,32 @@ def explain_file(
 def explain_image(model: PCatModel, image: Tensor, threshold: float, top: int = 5) -> Explanation:
     """uint8 image (3, S, S) -> the layer-by-layer explanation of its p_cat."""
     model = model.eval()
-    network, images = model.network, image.unsqueeze(0)  # (1, 3, S, S)
+    images = image.unsqueeze(0)  # (1, 3, S, S)
     x = model.normalize(images)  # as input_norm says
-    linears = network.linear_layers()
-    logits, traces, inputs = trace_forward(model, images)
-
-    owners = network.dense_layers()
+    declared = model.network.layers()
+    logits, outputs, inputs = forward_with_inputs(model, images)
     layers = []
     previous_a = None
-    for name, trace in traces.items():
+    for name, output in outputs.items():
         x_is_previous_a = previous_a is not None and torch.equal(inputs[name], previous_a)
-        owner = owners.get(name)
-        layers.append(_layer_report(name, linears[name], inputs[name], trace, owner, x_is_previous_a, top))
-        previous_a = trace.a
+        layers.append(_layer_report(name, declared[name], inputs[name], output, x_is_previous_a, top))
+        previous_a = output.a
     z_photo = logits[0]
     z = model.logits(images)[0]  # the z predict.py uses: flip-averaged when tta_flip is on
     p_cat = torch.sigmoid(z).item()
     z_mirrored = 2 * z - z_photo if model.tta_flip else None  # z = (z_photo + z_mirrored) / 2
-    head = linears["head"]
-    terms = head.weight[0] * inputs["head"][0]  # (in,): z = sum_j w_j x_j + b
+    head_name, head = next(reversed(declared.items()))
+    head, x_of_head = head.linear, inputs[head_name][0]
+    terms = head.weight[0] * x_of_head  # (in,): z = sum_j w_j x_j + b
     order = terms.argsort(descending=True).tolist()  # (in,) the most cat-ward term first
     cat_side = [j for j in order[:top] if terms[j] > 0]
     dog_side = [j for j in order[::-1][:top] if terms[j] < 0]
     contributions = [
-        Contribution(j, head.weight[0, j].item(), inputs["head"][0, j].item(), terms[j].item())
+        Contribution(j, head.weight[0, j].item(), x_of_head[j].item(), terms[j].item())
         for j in cat_side + dog_side
     ]
     return Explanation(
-        network=model.config["network"],
+        network=model.network_name,
         input=InputReport(
             path="",
             original_size=None,
@@ -195,9 +197,9 @@ def explain_image(model: PCatModel, image: Tensor, threshold: float, top: int = 
     )
 
 
-def trace_forward(
+def forward_with_inputs(
     model: PCatModel, images: Tensor
-) -> tuple[Tensor, dict[str, LayerTrace], dict[str, Tensor]]:
+) -> tuple[Tensor, dict[str, LayerOutput], dict[str, Tensor]]:
     """forward_with_intermediates on uint8 `images`, plus the x each layer's W multiplied.
 
     Forward hooks on every nn.Linear only read its input; each x is returned with its
@@ -209,27 +211,22 @@ def trace_forward(
         for name, linear in model.network.linear_layers().items()
     ]
     try:
-        logits, traces = model.forward_with_intermediates(images)
+        logits, outputs = model.forward_with_intermediates(images)
     finally:
         for hook in hooks:
             hook.remove()
-    return logits, traces, {name: _rows_like(inputs[name], trace.z) for name, trace in traces.items()}
+    return logits, outputs, {name: _rows_like(inputs[name], output.z) for name, output in outputs.items()}
 
 
 def _layer_report(
-    name: str,
-    linear: nn.Linear,
-    x: Tensor,
-    trace: LayerTrace,
-    owner: nn.Module | None,
-    x_is_previous_a: bool,
-    top: int,
+    name: str, layer: Layer, x: Tensor, output: LayerOutput, x_is_previous_a: bool, top: int
 ) -> LayerReport:
-    z, a = trace.z[0], trace.a[0]  # drop the batch of one: (out,) or (rows, out)
-    activation = owner.activation_name if owner is not None else None
+    z, a = output.z[0], output.a[0]  # drop the batch of one: (out,) or (rows, out); the head's z: ()
+    is_output, dense = z.ndim == 0, layer.dense
+    activation = dense.activation_name if dense is not None else None
     active_when, is_active = ACTIVE_WHEN.get(activation, (None, None))
     flat_a = a.reshape(-1)
-    order = flat_a.argsort(descending=True)[:top] if name != "head" else torch.tensor([])
+    order = flat_a.argsort(descending=True)[:top] if not is_output else torch.tensor([])
     top_units = [
         Unit(
             [int(i) for i in torch.unravel_index(torch.tensor(int(k)), a.shape)],
@@ -240,24 +237,24 @@ def _layer_report(
     ]
     return LayerReport(
         name=name,
-        kind=layer_kind(name, z),
-        weight_shape=list(linear.weight.shape),
+        kind="output" if is_output else KINDS[layer.mixes],
+        weight_shape=list(layer.linear.weight.shape),
         x_shape=list(x.shape[1:]),
-        bias_shape=list(linear.bias.shape),
-        z_shape=list(z.shape) if name != "head" else [1],
+        bias_shape=list(layer.linear.bias.shape),
+        z_shape=list(z.shape) if not is_output else [1],
         rows=z.shape[0] if z.ndim == 2 else None,
         activation=activation,
         x_is_previous_a=x_is_previous_a,
-        normalised=owner is not None
-        and not isinstance(getattr(owner, "norm", None), (nn.Identity, type(None))),
+        normalised=dense is not None and not isinstance(dense.norm, torch.nn.Identity),
         z_stats=Stats.of(z),
         a_stats=Stats.of(a),
         units=z.numel(),
         active=int(is_active(a).sum()) if is_active is not None else None,
         active_when=active_when,
         top_units=top_units,
-        a_per_unit=(a.mean(dim=0) if a.ndim == 2 else a).tolist() if name != "head" else [],
-        z_per_unit=(z.mean(dim=0) if z.ndim == 2 else z).tolist() if name != "head" else [],
+        a_per_unit=_per_unit(a) if not is_output else [],
+        z_per_unit=_per_unit(z) if not is_output else [],
+        x_is=layer.x,
     )
 
 
@@ -271,18 +268,9 @@ def _rows_like(x: Tensor, z: Tensor) -> Tensor:
     return x.flatten(1, 1 + extra) if z.ndim >= 3 and extra > 0 else x
 
 
-def layer_kind(name: str, z: Tensor) -> str:
-    if name == "head":
-        return "output"
-    if z.ndim == 1:
-        return "dense"
-    if "token" in name:
-        return "token_mixing"
-    if name.endswith("merge"):
-        return "patch_merging"
-    if "channel" in name:
-        return "channel_mixing"
-    return "patch_embedding"
+def _per_unit(values: Tensor) -> list[float]:
+    """(out,) or (rows, out) -> one number per unit: the mean over rows."""
+    return (values.mean(dim=0) if values.ndim == 2 else values).tolist()
 
 
 def original_size(path: str | os.PathLike) -> list[int] | None:
