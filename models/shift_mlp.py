@@ -122,7 +122,7 @@ class ShiftMLP(TracedModel):
         self.input_shape = (in_channels, image_size, image_size)
         self.patch_size = patch_size
         self.embed = DenseLayer(in_channels * patch_size * patch_size, widths[0], "identity")
-        rates = torch.linspace(0, drop_path, sum(depths)).tolist()
+        rates = torch.linspace(0, drop_path, sum(depths), device="cpu").tolist()  # numbers, even on "meta"
         self.merges = nn.ModuleList(Merge(widths[i - 1], widths[i]) for i in range(1, len(widths)))
         self.stages = nn.ModuleList()
         for stage, (width, depth) in enumerate(zip(widths, depths, strict=True)):
