@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from inference import ModelFileError, PCatModel, load_model, load_pretrained
+from inference import ModelFileError, PCatModel, load_model
 from inference.command_line import ArgumentParser, add_model_source, load_model_source, run_cli
 from inference.export import FORMATS, export_model
 
@@ -64,10 +64,9 @@ def main(argv: list[str] | None = None) -> int:
             from inference.hub import save_pretrained  # huggingface_hub: only this format needs it
 
             save_pretrained(model, output)
-            exported = load_pretrained(output)  # read back, as every format is
         else:
             export_model(model, args.format, output)
-            exported = load_model(output)  # read back: a file that would not load is never reported done
+        exported = load_model(output)  # read back: what would not load is never reported done
     except ModelFileError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -28,7 +28,7 @@ import torch  # noqa: E402
 
 from datasets import decode_many, find_image_files  # noqa: E402
 from inference.hub import save_pretrained  # noqa: E402
-from inference.loading import model_from_checkpoint, read_checkpoint  # noqa: E402
+from inference.loading import load_model  # noqa: E402
 from models.pretrained import CARD_NAME, WEIGHTS_NAME, ModelFileError, load_folder, write_index  # noqa: E402
 
 TEST_PHOTOS = REPO.parent / "shared" / "data" / "cats_and_dogs_filtered" / "validation"
@@ -94,7 +94,7 @@ def publish(results: list[dict], out_dir: Path, photos: Path | None = TEST_PHOTO
 
 def publish_run(run: dict, seeds: list[int], out_dir: Path, photos: Path | None) -> Path:
     """One run's folder, written beside its final name, checked, then put in place."""
-    model = model_from_checkpoint(read_checkpoint(run["best_ckpt"]), Path(run["best_ckpt"]))
+    model = load_model(run["best_ckpt"])
     final, new = out_dir / run["config"], out_dir / f".{run['config']}.new"
     shutil.rmtree(new, ignore_errors=True)
     card = {key: run[key] for key in KEYS if key not in ("config", "best_ckpt")}  # config: the model's own

@@ -6,18 +6,22 @@ Routes (all JSON errors are {"error": "one line"}):
     GET  /                  the page (explanation/page/index.html)
     GET  /assets/NAME       its script and style, read into memory at start-up
     GET  /api/model         the network's layers, threshold and sample photos
-    POST /api/photos        a photo file as the raw request body -> {"photo": id}
+    POST /api/photos        a photo file as the raw application/octet-stream body -> {"photo": id}
     POST /api/explain       {"photo": id, "ablation": {...}} -> every layer's Z and A, z, p_cat
     POST /api/unit          {"photo": id, "ablation": {...}, "layer": name, "unit": j} -> its terms
 
 Security, for a server that only its own user should reach: it binds 127.0.0.1 and accepts
 only loopback Host headers unless told otherwise (a web page elsewhere cannot reach it by
-DNS rebinding); no request names a file: the assets are a fixed set read at start-up,
-photos are ids of uploads kept in memory, and the model is the one loaded on the command
-line; uploads are capped in size and decoded by datasets/decode.py, like every photo.
+DNS rebinding); a POST from another origin is refused, and each POST must declare its
+route's content type (JSON, or octet-stream for a photo: neither is one a page elsewhere
+may send without asking this server first, which it never allows); every body is checked
+against its route's declared shape before use (explanation/request_checks.py); no request
+names a file: the assets are a fixed set read at start-up, photos are ids of uploads kept
+in memory, and the model is the one loaded on the command line; uploads are capped in size
+and decoded by datasets/decode.py, like every photo. Every response carries the headers
+below, errors included.
 """
 
-import json
 import secrets
 import socket
 import sys
@@ -31,6 +35,7 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -40,13 +45,23 @@ from datasets import decode_image
 from datasets.errors import DataError, UnreadableImage
 from explanation.ablation import Ablation, AblationError
 from explanation.live import Samples, UnitError, explanation_data, model_data, unit_data
+from explanation.request_checks import (
+    EXPLAIN_BODY,
+    SAFE_METHODS,
+    UNIT_BODY,
+    Fields,
+    RequestError,
+    check_content_type,
+    check_origin,
+    read_body,
+    read_json,
+)
 from explanation.walk import original_size
 from models import PCatModel
 
 PAGE = Path(__file__).with_name("page")
 ASSET_TYPES = {".js": "text/javascript", ".css": "text/css"}
 MAX_UPLOAD_BYTES = 16 * 2**20  # a 24-megapixel JPEG is ~10 MB; anything larger is not a photo to explain
-MAX_JSON_BYTES = 2**20
 DEFAULT_PORT = 8000
 KEPT_UPLOADS = 32  # photos kept in memory (uint8 S x S each), the oldest forgotten first
 LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
@@ -57,14 +72,6 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
-
-
-class RequestError(Exception):
-    """A request the page should not have sent; becomes {"error": message} with `status`."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 class LiveExplainer:
@@ -90,11 +97,11 @@ class LiveExplainer:
         }
         self.index = (PAGE / "index.html").read_bytes()
 
-    def photo(self, photo_id: object) -> tuple[torch.Tensor, list[int] | None]:
-        if isinstance(photo_id, str) and photo_id in self.uploads:
+    def photo(self, photo_id: str) -> tuple[torch.Tensor, list[int] | None]:
+        if photo_id in self.uploads:
             image, size, _ = self.uploads[photo_id]
             return image, size
-        if self.samples is not None and isinstance(photo_id, str) and photo_id.startswith("s"):
+        if self.samples is not None and photo_id.startswith("s"):
             number = photo_id[1:]
             if number.isdigit() and int(number) < len(self.samples.photos):
                 return self.samples.photos[int(number)].image, None
@@ -121,21 +128,22 @@ def create_app(explainer: LiveExplainer, allowed_hosts: list[str] | None = None)
     """The ASGI app; `allowed_hosts` None means loopback names only."""
 
     async def page(_request: Request) -> Response:
-        return Response(explainer.index, media_type="text/html", headers=SECURITY_HEADERS)
+        return Response(explainer.index, media_type="text/html")
 
     async def asset(request: Request) -> Response:
         found = explainer.assets.get(request.path_params["name"])
         if found is None:
             return _error(404, "no such asset")
         content, media_type = found
-        return Response(content, media_type=media_type, headers=SECURITY_HEADERS)
+        return Response(content, media_type=media_type)
 
     async def model_info(_request: Request) -> Response:
         return JSONResponse(explainer.model_info())
 
     async def upload(request: Request) -> Response:
         try:
-            body = await _read_body(request, explainer.max_upload_bytes, "the photo")
+            check_content_type(request, "application/octet-stream")
+            body = await read_body(request, explainer.max_upload_bytes, "the photo")
             if not body:
                 raise RequestError(400, "the upload is empty: pick a photo file")
             name = request.headers.get("x-file-name", "")[:200]
@@ -150,14 +158,13 @@ def create_app(explainer: LiveExplainer, allowed_hosts: list[str] | None = None)
         return explanation_data(explainer.model, image, ablation, explainer.threshold, size)
 
     def explain_unit(query: dict, image: torch.Tensor, _size: object, ablation: Ablation) -> dict:
-        layer, unit = query.get("layer"), query.get("unit")
-        return unit_data(explainer.model, image, ablation, layer, unit, explainer.samples)
+        return unit_data(explainer.model, image, ablation, query["layer"], query["unit"], explainer.samples)
 
     async def explain(request: Request) -> Response:
-        return await _answer(request, explainer, explain_photo)
+        return await _answer(request, explainer, EXPLAIN_BODY, explain_photo)
 
     async def unit(request: Request) -> Response:
-        return await _answer(request, explainer, explain_unit)
+        return await _answer(request, explainer, UNIT_BODY, explain_unit)
 
     routes = [
         Route("/", page),
@@ -168,7 +175,23 @@ def create_app(explainer: LiveExplainer, allowed_hosts: list[str] | None = None)
         Route("/api/unit", unit, methods=["POST"]),
     ]
     hosts = LOOPBACK_HOSTS if allowed_hosts is None else allowed_hosts
-    return Starlette(routes=routes, middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=hosts)])
+    middleware = [  # the first is the outermost: its headers go on the host check's answers too
+        Middleware(BaseHTTPMiddleware, dispatch=_guard),
+        Middleware(TrustedHostMiddleware, allowed_hosts=hosts),
+    ]
+    return Starlette(routes=routes, middleware=middleware, exception_handlers={Exception: _failed})
+
+
+async def _guard(request: Request, call_next: RequestResponseEndpoint) -> Response:
+    """Every response, errors included, with SECURITY_HEADERS; a POST only from the page's own origin."""
+    try:
+        if request.method not in SAFE_METHODS:
+            check_origin(request)
+        response = await call_next(request)
+    except RequestError as error:
+        response = _error(error.status, str(error))
+    response.headers.update(SECURITY_HEADERS)
+    return response
 
 
 def serve(app: Starlette, host: str, port: int, out: TextIO = sys.stdout) -> None:
@@ -190,11 +213,11 @@ def serve(app: Starlette, host: str, port: int, out: TextIO = sys.stdout) -> Non
     uvicorn.Server(config).run(sockets=[listener])
 
 
-async def _answer(request: Request, explainer: LiveExplainer, compute) -> Response:
+async def _answer(request: Request, explainer: LiveExplainer, shape: Fields, compute) -> Response:
     """Parse {"photo", "ablation", ...}, then compute off the event loop; 4xx for what the page got wrong."""
     try:
-        query = await _read_json(request)
-        image, size = explainer.photo(query.get("photo"))
+        query = await read_json(request, shape)
+        image, size = explainer.photo(query["photo"])
         ablation = Ablation.from_dict(query.get("ablation"), explainer.model)
         data = await run_in_threadpool(compute, query, image, size, ablation)
     except RequestError as error:
@@ -204,37 +227,10 @@ async def _answer(request: Request, explainer: LiveExplainer, compute) -> Respon
     return JSONResponse(data)
 
 
-async def _read_json(request: Request) -> dict:
-    body = await _read_body(request, MAX_JSON_BYTES, "the request")
-    try:
-        query = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise RequestError(400, "the request body is not JSON") from None
-    if not isinstance(query, dict):
-        raise RequestError(400, "the request body must be a JSON object")
-    unknown = set(query) - {"photo", "ablation", "layer", "unit"}
-    if unknown:  # e.g. a checkpoint path: the server only ever uses the model it was started with
-        raise RequestError(400, f"unknown field {sorted(unknown)[0]!r}")
-    return query
-
-
-async def _read_body(request: Request, limit: int, what: str) -> bytes:
-    """The body, refused with 413 once it passes `limit` bytes (read no further than that)."""
-    declared = request.headers.get("content-length", "")
-    too_large = RequestError(413, f"{what} is larger than the server's limit of {_size(limit)}")
-    if declared.isdigit() and int(declared) > limit:
-        raise too_large
-    chunks, total = [], 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > limit:
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _size(count: int) -> str:
-    return f"{count / 2**20:g} MiB" if count >= 2**20 else f"{count / 1024:g} KiB"
+async def _failed(_request: Request, _error: Exception) -> Response:
+    # Starlette answers a failure outside every middleware, so its headers are set here.
+    message = "the server failed on this request (its terminal shows why); reload the page"
+    return JSONResponse({"error": message}, status_code=500, headers=SECURITY_HEADERS)
 
 
 def _error(status: int, message: str) -> JSONResponse:

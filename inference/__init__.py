@@ -1,5 +1,5 @@
-"""Use a trained network: load any checkpoint or export (`load_model`) or shipped weights
-(`load_pretrained`), predict files and folders (`CatsDogsPredictor`), export
+"""Use a trained network: load any checkpoint, export, weights folder, shipped name or Hub
+repo id (`load_model`), predict files and folders (`CatsDogsPredictor`), export
 (`inference.export`), write a Hub weights folder (`inference.hub`). Plain torch: no Lightning.
 
 Run from the repository's folder (or put it on PYTHONPATH): the project's packages are
@@ -8,7 +8,7 @@ used in place, not installed (`datasets` would clash with Hugging Face's package
 
 from inference.loading import ExportedModel, ModelFileError, load_model, read_checkpoint
 from inference.predictor import CatsDogsPredictor, Prediction
-from models import PCatModel, load_pretrained
+from models import PCatModel
 
 __all__ = [
     "CatsDogsPredictor",
@@ -17,6 +17,5 @@ __all__ = [
     "PCatModel",
     "Prediction",
     "load_model",
-    "load_pretrained",
     "read_checkpoint",
 ]

@@ -45,20 +45,15 @@ def add_model_source(parser: argparse.ArgumentParser, ckpt_help: str) -> None:
 
 
 def load_model_source(args: argparse.Namespace) -> "PCatModel | ExportedModel":
-    """The model that --ckpt or --pretrained names; ModelFileError (one line) when there is none."""
+    """The model that --ckpt or --pretrained names, by the one loader (inference.load_model), which
+    takes either; ModelFileError (one line) when there is none."""
     from inference.loading import load_model
-    from models import ModelConfigError, ModelFileError, load_pretrained
 
-    if args.ckpt is not None:
-        return load_model(args.ckpt)
-    try:
-        return load_pretrained(args.pretrained)
-    except ModelConfigError as error:  # an unknown name: the scripts report it as any unusable model
-        raise ModelFileError(str(error)) from None
+    return load_model(model_source(args))
 
 
 def model_source(args: argparse.Namespace) -> str:
-    """What --ckpt or --pretrained named, for messages."""
+    """What --ckpt or --pretrained named."""
     return args.ckpt if args.ckpt is not None else args.pretrained
 
 

@@ -1,14 +1,17 @@
-"""The one loader: a training checkpoint or an exported model file -> a model that maps
-uint8 photos (B, 3, S, S) to p_cat (B,).
+"""The one loader: any trained model -> a model that maps uint8 photos (B, 3, S, S) to p_cat (B,).
 
-Checkpoints and safetensors files become a `PCatModel` (plain torch, eval mode, every
-layer inspectable); ONNX and TorchScript exports become an `ExportedModel` that only
-predicts. Nothing here unpickles code: checkpoints load with `weights_only=True`,
-safetensors files are tensors plus JSON. A file that is none of these is named for what
-it is, in one line (`ModelFileError`).
+`load_model` takes a train.py checkpoint, an export.py file, a weights folder, a shipped
+name or a Hub repo id; it is what predict.py, explain.py and export.py run for `--ckpt`
+and `--pretrained` alike. Checkpoints, safetensors files and weights folders become a
+`PCatModel` (plain torch, eval mode, every layer inspectable), built by
+`models.pretrained.build_model` only once the weights are checked to be the network's;
+ONNX and TorchScript exports become an `ExportedModel` that only predicts. Nothing here
+unpickles code: checkpoints load with `weights_only=True`, safetensors files are tensors
+plus JSON. What is none of these is named for what it is, in one line (`ModelFileError`).
 """
 
 import json
+import os
 import pickle
 import re
 import struct
@@ -16,11 +19,14 @@ import warnings
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
 from torch import Tensor
 
 from models import CHECKPOINT_FORMAT, PROJECT_VERSION, ModelConfigError, ModelFileError, PCatModel, class_name
+from models.pretrained import build_model, load_pretrained
 
 EXPORT_FORMAT = 2  # the metadata layout export.py writes into every exported file
 TORCHSCRIPT_METADATA = "catsdogs.json"  # the TorchScript archive's extra file holding the metadata
@@ -47,22 +53,37 @@ class ExportedModel:
         return class_name(p_cat, self.threshold)
 
 
-def load_model(path: str | Path) -> PCatModel | ExportedModel:
-    """The model in `path`: a train.py checkpoint, or a file written by export.py."""
-    path = Path(path)
-    kind = file_kind(path)
-    if kind == "checkpoint":
-        return model_from_checkpoint(read_checkpoint(path), path)
-    if kind == "safetensors":
-        return _load_safetensors(path)
-    if kind == "onnx":
-        return _load_onnx(path)
-    if kind == "torchscript":
-        return _load_torchscript(path)
-    raise ModelFileError(f"'{path}' {kind}")
+def load_model(
+    source: str | os.PathLike, revision: str | None = None, **hub_options: Any
+) -> PCatModel | ExportedModel:
+    """The trained model `source` names, in eval mode: a train.py checkpoint or an export.py
+    file; else a weights folder, a shipped name or a Hub repo id (`models.load_pretrained`,
+    which `revision` and `hub_options` are for)."""
+    path = Path(source)
+    if path.is_file() or path.suffix in MODEL_SUFFIXES:  # a file, or one that file_kind says is missing
+        kind = file_kind(path)
+        if kind == "checkpoint":
+            checkpoint = read_checkpoint(path)
+            prefix = "model."  # CatsDogsClassifier keeps its PCatModel as self.model
+            state = {
+                k.removeprefix(prefix): v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)
+            }
+            return build_model(checkpoint["catsdogs"]["model_config"], state, path)
+        if kind == "safetensors":
+            return build_model(_export_config(path, _safetensors_metadata(path)), path, path)
+        if kind == "onnx":
+            return _load_onnx(path)
+        if kind == "torchscript":
+            return _load_torchscript(path)
+        raise ModelFileError(f"'{path}' {kind}")
+    try:
+        return load_pretrained(source, revision, **hub_options)
+    except ModelConfigError as error:  # an unknown name: reported as any unusable model
+        raise ModelFileError(str(error)) from None
 
 
 EXPORT_NAMES = {"safetensors": "a safetensors", "onnx": "an ONNX", "torchscript": "a TorchScript"}
+MODEL_SUFFIXES = (".ckpt", ".safetensors", ".onnx", ".pt", ".pth")  # never a shipped name or a repo id
 
 
 def read_checkpoint(path: str | Path) -> dict:
@@ -109,13 +130,6 @@ def read_checkpoint(path: str | Path) -> dict:
     return checkpoint
 
 
-def model_from_checkpoint(checkpoint: dict, path: Path) -> PCatModel:
-    """The checkpoint's PCatModel in eval mode: rebuilt from its config, then its weights."""
-    prefix = "model."  # CatsDogsClassifier keeps its PCatModel as self.model
-    state = {k.removeprefix(prefix): v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
-    return _build(checkpoint["catsdogs"]["model_config"], state, path)
-
-
 def file_kind(path: Path) -> str:
     """ "checkpoint", "safetensors", "onnx" or "torchscript" when the file is one; otherwise
     the rest of a sentence that starts with the file's name and says what it is instead."""
@@ -156,16 +170,6 @@ def file_kind(path: Path) -> str:
     return "is not a PyTorch checkpoint or an exported model (not a zip, a pickle, ONNX or safetensors)"
 
 
-def _build(config: dict, state: dict[str, Tensor], path: Path) -> PCatModel:
-    try:
-        model = PCatModel(**config)
-        model.load_state_dict(state)
-    except (TypeError, ValueError, RuntimeError, KeyError, ModelConfigError) as error:
-        first_line = str(error).strip().splitlines()[0]
-        raise ModelFileError(f"'{path}' does not match this version's models: {first_line[:160]}") from None
-    return model.eval()
-
-
 def _is_text(head: bytes) -> bool:
     try:
         text = head.decode("utf-8")
@@ -198,16 +202,12 @@ def _export_config(path: Path, metadata: dict[str, str]) -> dict:
     return config
 
 
-def _load_safetensors(path: Path) -> PCatModel:
-    from safetensors import SafetensorError, safe_open
-
+def _safetensors_metadata(path: Path) -> dict[str, str]:
     try:
-        with safe_open(str(path), framework="pt") as file:
-            metadata = file.metadata() or {}
-            state = {name: file.get_tensor(name) for name in file.keys()}  # noqa: SIM118 (not a dict)
+        with safe_open(str(path), framework="pt") as file:  # the header only: no tensor is read
+            return file.metadata() or {}
     except (SafetensorError, OSError) as error:
         raise ModelFileError(f"'{path}' is a damaged safetensors file ({error})") from None
-    return _build(_export_config(path, metadata), state, path)
 
 
 def _load_onnx(path: Path) -> ExportedModel:

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from datasets import decode_many, find_image_files
 from inference.loading import ExportedModel, load_model
-from models import PCatModel, class_name, load_pretrained
+from models import PCatModel, class_name
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class Prediction:
 class CatsDogsPredictor:
     """Decode, normalise and classify photos as training saw them.
 
-    >>> predictor = CatsDogsPredictor.from_file("runs/mlp_article/version_0/checkpoints/best.ckpt")
+    >>> predictor = CatsDogsPredictor.from_pretrained("runs/mlp_article/version_0/checkpoints/best.ckpt")
     >>> predictor = CatsDogsPredictor.from_pretrained("mlp_article")  # the weights in weights/
     >>> for prediction in predictor.predict_files(["photo.jpg", "folder/"]): ...
 
@@ -47,15 +47,10 @@ class CatsDogsPredictor:
         self.batch_size, self.workers = batch_size, workers
 
     @classmethod
-    def from_file(cls, path: str | Path, **kwargs: object) -> "CatsDogsPredictor":
-        """A train.py checkpoint or a file written by export.py (inference.load_model)."""
-        return cls(load_model(path), **kwargs)
-
-    @classmethod
-    def from_pretrained(cls, name_or_dir: str | Path, **kwargs: object) -> "CatsDogsPredictor":
-        """Shipped weights by name (`models.list_models(pretrained=True)`), a folder written by
-        save_pretrained, or a Hub repo id (models.load_pretrained)."""
-        return cls(load_pretrained(name_or_dir), **kwargs)
+    def from_pretrained(cls, source: str | Path, **kwargs: object) -> "CatsDogsPredictor":
+        """Whatever `inference.load_model` takes: a checkpoint, an export, a weights folder, a
+        shipped name (`models.list_models(pretrained=True)`) or a Hub repo id."""
+        return cls(load_model(source), **kwargs)
 
     @torch.inference_mode()
     def p_cat(self, images: Tensor) -> Tensor:

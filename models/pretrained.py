@@ -20,6 +20,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+import torch
+from safetensors import SafetensorError, safe_open
+from torch import Tensor
+
 from models.pcat_model import PCatModel
 from models.registry import ModelConfigError
 
@@ -28,6 +32,9 @@ INDEX_NAME = "SHA256SUMS"
 WEIGHTS_FORMAT = 1  # the config.json layout below; bump when older code would misread a folder
 WEIGHTS_ENV = "CATSDOGS_WEIGHTS"  # another folder of shipped weights than the repository's weights/
 REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")  # a Hub repo id: owner/name
+# safetensors' names of the dtypes a network can hold (its header names them, the data is not read).
+DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
+DTYPES |= {"I64": torch.int64, "I32": torch.int32, "U8": torch.uint8, "BOOL": torch.bool}
 # PCatModel's own arguments; every other key of config.json is metadata.
 MODEL_ARGUMENTS = ("network", "network_kwargs", "image_size", "input_norm", "tta_flip", "threshold")
 
@@ -57,11 +64,12 @@ def is_weights_folder(entry: Path) -> bool:
 def load_pretrained(
     name_or_path: str | os.PathLike, revision: str | None = None, **hub_options: Any
 ) -> PCatModel:
-    """A shipped name (`mlp_article`), a folder written by save_pretrained, or a Hub repo id (`owner/name`).
+    """A weights folder, a shipped name (`mlp_article`) or a Hub repo id (`owner/name`).
 
-    Every file is checked against its recorded sha256 before anything is read from it.
-    `revision` and `hub_options` (cache_dir, token, local_files_only, force_download) are
-    huggingface_hub.snapshot_download's, for a repo id.
+    `create_model(name, pretrained=True)` comes here; `inference.load_model` takes these
+    and checkpoints and exports too. Every file is checked against its recorded sha256
+    before anything is read from it. `revision` and `hub_options` (cache_dir, token,
+    local_files_only, force_download) are huggingface_hub.snapshot_download's, for a repo id.
     """
     text = os.fspath(name_or_path)
     if Path(text).is_dir():
@@ -88,19 +96,71 @@ def load_folder(folder: Path, expected: dict[str, str] | None = None) -> PCatMod
         check_sha256(folder / name, digest, f"{INDEX_NAME} records")
     config = read_config(folder)
     check_sha256(folder / WEIGHTS_NAME, config["model_sha256"], f"its {CONFIG_NAME} records")
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    arguments = {key: config[key] for key in MODEL_ARGUMENTS if key in config}
+    return build_model(arguments, folder / WEIGHTS_NAME, folder)
 
+
+def build_model(config: dict, weights: Path | dict[str, Tensor], source: str | os.PathLike) -> PCatModel:
+    """PCatModel(**config) holding `weights` (a safetensors file or a state_dict), in eval mode.
+
+    The one place a trained model is put together. The network is first built on the meta
+    device, which allocates nothing, and every parameter's and buffer's shape and dtype is
+    compared with the weights' (for a safetensors file, with its header alone): a config
+    that asks for a network the weights do not hold is refused in one line before a byte is
+    allocated for it. The weights' own tensors then become the model's (`assign=True`), so
+    they load byte for byte and no random initialisation is computed.
+    """
     try:
-        state = load_file(folder / WEIGHTS_NAME)
-        model = PCatModel(**{key: config[key] for key in MODEL_ARGUMENTS if key in config})
-        model.load_state_dict(state)
-    except (SafetensorError, OSError) as error:
-        raise ModelFileError(f"'{folder / WEIGHTS_NAME}' is a damaged safetensors file ({error})") from None
-    except (TypeError, ValueError, RuntimeError, KeyError) as error:
-        first_line = str(error).strip().splitlines()[0]
-        raise ModelFileError(f"'{folder}' does not match this version's models: {first_line[:160]}") from None
+        with torch.device("meta"):
+            model = PCatModel(**config)
+    except (TypeError, ValueError) as error:  # ModelConfigError is a ValueError
+        raise ModelFileError(
+            f"'{source}' does not match this version's models: {_first_line(error)}"
+        ) from None
+    needed = {name: (tuple(t.shape), t.dtype) for name, t in model.state_dict().items()}
+    if isinstance(weights, dict):
+        found = {  # a checkpoint's state_dict holds tensors, unless it was made by hand
+            name: (tuple(t.shape), t.dtype) if isinstance(t, Tensor) else ((), type(t).__name__)
+            for name, t in weights.items()
+        }
+        _check(needed, found, source)
+        state = weights
+    else:
+        try:
+            with safe_open(str(weights), framework="pt") as file:
+                header = {name: file.get_slice(name) for name in file.keys()}  # noqa: SIM118 (not a dict)
+                found = {
+                    k: (tuple(s.get_shape()), DTYPES.get(s.get_dtype(), s.get_dtype()))
+                    for k, s in header.items()
+                }
+                _check(needed, found, source)
+                state = {name: file.get_tensor(name) for name in header}
+        except (SafetensorError, OSError) as error:
+            raise ModelFileError(f"'{weights}' is a damaged safetensors file ({error})") from None
+    model.load_state_dict(state, assign=True)
     return model.eval()
+
+
+def _check(needed: dict[str, tuple], found: dict[str, tuple], source: str | os.PathLike) -> None:
+    """Refuse, in one line, the tensors whose name, shape or dtype the network and weights disagree on."""
+    differences = [
+        f"{name} is {list(found[name][0])} {found[name][1]} in the weights but {list(shape)} {dtype} in the "
+        "network its config describes"
+        for name, (shape, dtype) in needed.items()
+        if name in found and found[name] != (shape, dtype)
+    ]
+    differences += [f"the weights lack {name}" for name in sorted(needed.keys() - found.keys())]
+    differences += [f"the network has no {name}" for name in sorted(found.keys() - needed.keys())]
+    if differences:
+        raise ModelFileError(
+            f"'{source}' does not match this version's models: {differences[0]}"
+            + (f" (and {len(differences) - 1} more)" if len(differences) > 1 else "")
+            + "; the config and the weights are not one model: get them again"
+        )
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
 
 
 def read_config(folder: Path) -> dict:

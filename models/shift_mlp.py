@@ -118,7 +118,7 @@ class ShiftMLP(ZooNetwork):
             raise ModelConfigError(f"widths {widths} must be multiples of 4 (a quarter shifts each way)")
         self.patch_size = patch_size
         self.embed = DenseLayer(in_channels * patch_size * patch_size, widths[0], "identity")
-        rates = torch.linspace(0, drop_path, sum(depths)).tolist()
+        rates = torch.linspace(0, drop_path, sum(depths), device="cpu").tolist()  # numbers, even on "meta"
         self.merges = nn.ModuleList(Merge(widths[i - 1], widths[i]) for i in range(1, len(widths)))
         self.stages = nn.ModuleList()
         for stage, (width, depth) in enumerate(zip(widths, depths, strict=True)):

@@ -4,14 +4,22 @@ The trained run goes through train.py as a user types it (a subprocess), once pe
 session; the tests that only read its checkpoints, run folder and TensorBoard files share it.
 """
 
+import os
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.image_factory import make_layout
+
+# Hypothesis keeps its examples and caches in ./.hypothesis unless told otherwise, and tests never
+# write into the repository. Read when Hypothesis first stores something, after this has run.
+os.environ.setdefault(
+    "HYPOTHESIS_STORAGE_DIRECTORY", str(Path(tempfile.gettempdir()) / "catsdogs-hypothesis")
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

@@ -3,6 +3,7 @@ reads p_cat off the page, clicks a unit, switches it off, and reads p_cat again;
 checked against the model in Python. Under CI a missing Chromium fails (.ci/run installs it).
 """
 
+import base64
 import copy
 import os
 import re
@@ -15,6 +16,7 @@ from datasets import decode_image
 from inference import load_model
 from tests.browser import INSTALL, browser_paths, chromium, live_page
 from tests.conftest import SHARED_DATA
+from tests.live_server import fetch, post_photo, running
 
 SHARED_CAT = SHARED_DATA / "cats_and_dogs_filtered" / "validation" / "cats" / "cat.2000.jpg"
 WAIT_S = 60
@@ -126,3 +128,31 @@ def test_the_page_explain_py_html_writes_draws_offline_and_opens_a_units_panel(
     )
     assert f"Unit #{unit} of layer3" in title
     assert not browser.find_element(By.ID, "message").is_displayed()  # every answer came from the page
+
+
+def test_a_page_on_another_origin_cannot_push_the_users_photo_out(browser, trained_run, tmp_path):
+    """The attack as a browser makes it: a page on another port uploads 40 photos with
+    fetch(..., {mode: "no-cors"}); the browser sends them with that page's Origin, and the server
+    refuses each, so the user's own upload (the store keeps 32) is still there."""
+    from starlette.applications import Starlette
+    from starlette.responses import HTMLResponse
+    from starlette.routing import Route
+
+    photo = (trained_run.pets / "Cat" / "3.jpg").read_bytes()
+    elsewhere = Starlette(routes=[Route("/", lambda _request: HTMLResponse("<p>another site</p>"))])
+    attack = """
+        const [target, photo, done] = arguments;
+        const body = Uint8Array.from(atob(photo), (c) => c.charCodeAt(0));
+        const sent = [];
+        for (let k = 0; k < 40; k++) {
+          sent.push(fetch(target + "api/photos", {method: "POST", mode: "no-cors", body: new Blob([body])}));
+        }
+        Promise.allSettled(sent).then((results) => done(results.map((r) => r.status)));
+    """
+    with live_page("--ckpt", str(trained_run.best), cwd=tmp_path) as url, running(elsewhere) as other:
+        users_photo = post_photo(url.rstrip("/"), photo)
+        browser.get(other + "/")
+        outcomes = browser.execute_async_script(attack, url, base64.b64encode(photo).decode())
+        status, answer = fetch(f"{url}api/explain", {"photo": users_photo})
+    assert outcomes == ["fulfilled"] * 40  # the requests did reach the server (opaque answers)
+    assert status == 200 and 0 <= answer["p_cat"] <= 1, answer

@@ -178,13 +178,14 @@ def test_every_family_is_served_from_its_own_forward_pass(network, trained_run):
 
 
 def test_bad_uploads_get_a_message_not_a_500(model, base):
-    status, answer = fetch(f"{base}/api/photos", b"these are not the pixels you are looking for")
+    raw = {"Content-Type": "application/octet-stream"}
+    status, answer = fetch(f"{base}/api/photos", b"these are not the pixels you are looking for", raw)
     assert status == 415 and "not a photo" in answer["error"], answer
-    status, answer = fetch(f"{base}/api/photos", b"")
+    status, answer = fetch(f"{base}/api/photos", b"", raw)
     assert status == 400 and "empty" in answer["error"], answer
     small = LiveExplainer(model, max_upload_bytes=64 * 1024)
     with running(create_app(small)) as small_base:
-        status, answer = fetch(f"{small_base}/api/photos", b"\xff\xd8" + bytes(100 * 1024))
+        status, answer = fetch(f"{small_base}/api/photos", b"\xff\xd8" + bytes(100 * 1024), raw)
     assert status == 413 and "64 KiB" in answer["error"], answer
 
 

@@ -121,7 +121,7 @@ def test_predict_files_reports_the_unreadable_file(trained_run, reference):
     files = find_image_files([str(trained_run.pets)])
     runs = {}
     for batch_size in (256, 5):  # 5: batches end before, at and after the unreadable file
-        predictor = CatsDogsPredictor.from_file(trained_run.best, batch_size=batch_size, workers=1)
+        predictor = CatsDogsPredictor.from_pretrained(trained_run.best, batch_size=batch_size, workers=1)
         runs[batch_size] = list(predictor.predict_files([trained_run.pets]))
     for predictions in runs.values():
         assert [prediction.path for prediction in predictions] == files  # every file, in order

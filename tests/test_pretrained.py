@@ -9,14 +9,18 @@ really ship (weights/) are loaded and checked against their cards where they exi
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 from huggingface_hub import ModelCard
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 import explain
 import export
@@ -24,10 +28,20 @@ import predict
 from benchmarks import publish_weights
 from benchmarks.publish_weights import publish
 from datasets import decode_image, decode_many, find_image_files
-from inference import CatsDogsPredictor, PCatModel, load_model
+from inference import CatsDogsPredictor, PCatModel, load_model, read_checkpoint
+from inference.export import export_model
 from inference.hub import PCatHubModel
-from models import ModelConfigError, create_model, list_models, load_pretrained
-from models.pretrained import CONFIG_NAME, INDEX_NAME, WEIGHTS_ENV, WEIGHTS_NAME, file_sha256, read_index
+from models import ModelConfigError, ModelFileError, create_model, list_models
+from models.pretrained import (
+    CONFIG_NAME,
+    INDEX_NAME,
+    WEIGHTS_ENV,
+    WEIGHTS_NAME,
+    file_sha256,
+    read_index,
+    weights_dir,
+    write_index,
+)
 from tests.conftest import REPO, SHARED_DATA, run_script
 
 ENTRY = "tiny_article"  # the zoo entry published from the trained run
@@ -120,7 +134,7 @@ def test_save_pretrained_round_trip_gives_the_checkpoints_p_cat(hub_folder, trai
     config = json.loads((hub_folder / CONFIG_NAME).read_text())
     assert {k: config[k] for k in load_model(trained_run.best).config} == load_model(trained_run.best).config
     assert config["model_sha256"] == file_sha256(hub_folder / WEIGHTS_NAME)
-    for model in (load_pretrained(hub_folder), PCatHubModel.from_pretrained(hub_folder)):
+    for model in (load_model(hub_folder), PCatHubModel.from_pretrained(hub_folder)):
         assert isinstance(model, PCatModel) and not model.training
         torch.testing.assert_close(p_cat_of(model, photos[1]), expected, rtol=0, atol=1e-6)
     predictions = CatsDogsPredictor.from_pretrained(hub_folder).predict_files([str(trained_run.pets)])
@@ -181,6 +195,10 @@ def test_create_model_pretrained_loads_shipped_names(shipped_zoo, photos, expect
 def test_every_shipped_model_loads_by_name(name):
     model = create_model(name, pretrained=True)
     assert isinstance(model, PCatModel) and not model.training
+    stored, loaded = load_file(weights_dir() / name / WEIGHTS_NAME), model.state_dict()
+    assert loaded.keys() == stored.keys()
+    for key, tensor in stored.items():  # byte for byte what the file holds, in its dtype
+        assert loaded[key].dtype == tensor.dtype and loaded[key].numpy().tobytes() == tensor.numpy().tobytes()
     images = torch.randint(0, 256, (2, 3, model.image_size, model.image_size), dtype=torch.uint8)
     p_cat = p_cat_of(model, images)
     assert p_cat.shape == (2,) and bool(((p_cat >= 0) & (p_cat <= 1)).all())
@@ -252,6 +270,63 @@ def test_unknown_name_lists_the_shipped_ones_in_one_line(shipped_zoo, trained_ru
         assert "unknown pretrained model 'mlp_articel'" in line and f"shipped: {ENTRY}" in line
     assert export.main(["--pretrained", "mlp_articel", "--format", "onnx"]) == 2
     assert f"shipped: {ENTRY}" in one_error_line(capsys.readouterr())
+
+
+HUGE = [100_000_000, 100_000_000]  # hidden widths: built for real, 4.9 TB asked of the allocator
+
+
+def with_hidden_dims(config: dict, hidden_dims: list[int]) -> dict:
+    return {**config, "network_kwargs": {**config["network_kwargs"], "hidden_dims": hidden_dims}}
+
+
+@pytest.mark.parametrize("source", ["checkpoint", "safetensors export", "weights folder", "shipped name"])
+def test_a_config_asking_for_a_huge_network_is_refused_before_it_is_allocated(
+    source, trained_run, zoo, tmp_path, monkeypatch, capsys
+):
+    weights = tmp_path / "weights"
+    if source == "checkpoint":
+        data = read_checkpoint(trained_run.best)
+        data["catsdogs"]["model_config"] = with_hidden_dims(data["catsdogs"]["model_config"], HUGE)
+        option, path = "--ckpt", tmp_path / "huge.ckpt"
+        torch.save(data, path)
+    elif source == "safetensors export":
+        exported = export_model(load_model(trained_run.best), "safetensors", tmp_path / "model.safetensors")
+        with safe_open(exported, framework="pt") as file:
+            metadata, tensors = file.metadata(), {name: file.get_tensor(name) for name in file.keys()}  # noqa: SIM118
+        metadata["config"] = json.dumps(with_hidden_dims(json.loads(metadata["config"]), HUGE))
+        option, path = "--ckpt", tmp_path / "huge.safetensors"
+        save_file(tensors, path, metadata=metadata)
+    else:
+        shutil.copytree(zoo, weights)
+        config_file = weights / ENTRY / CONFIG_NAME
+        config_file.write_text(json.dumps(with_hidden_dims(json.loads(config_file.read_text()), HUGE)))
+        write_index(weights)  # the edit recorded too, as if shipped so: only the shapes can tell
+        monkeypatch.setenv(WEIGHTS_ENV, str(weights))
+        option, path = "--pretrained", ENTRY if source == "shipped name" else weights / ENTRY
+    started = time.perf_counter()
+    assert predict.main([option, str(path), str(trained_run.pets / "Cat" / "0.jpg")]) == 2
+    line = one_error_line(capsys.readouterr())
+    assert "layer1.linear.weight is [32, 768] torch.float32 in the weights but [100000000, 768]" in line, line
+    assert f"'{weights / ENTRY if path == ENTRY else path}' does not match" in line  # a name: its folder
+    assert time.perf_counter() - started < 30  # no network built: the check reads shapes only
+
+
+def test_weights_of_another_dtype_are_refused_before_they_are_used(hub_folder, tmp_path, capsys):
+    folder = tmp_path / "float64"
+    shutil.copytree(hub_folder, folder)
+    tensors = load_file(folder / WEIGHTS_NAME)
+    name = next(name for name in tensors if name.endswith("layer1.linear.weight"))
+    tensors[name] = tensors[name].double()
+    save_file(tensors, folder / WEIGHTS_NAME)
+    config = json.loads((folder / CONFIG_NAME).read_text())
+    (folder / CONFIG_NAME).write_text(
+        json.dumps({**config, "model_sha256": file_sha256(folder / WEIGHTS_NAME)})
+    )
+    with pytest.raises(
+        ModelFileError,
+        match=f"{re.escape(name)} is \\[32, 768\\] torch.float64 in the weights but .*torch.float32",
+    ):
+        load_model(folder)
 
 
 def damage(folder: Path, how: str) -> Path:

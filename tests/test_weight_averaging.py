@@ -70,7 +70,7 @@ def test_predictions_use_the_averaged_weights(run):
         }
     )
     images = torch.stack([decode_image(photo, 16) for photo in sorted((pets / "Cat").glob("*.jpg"))[:4]])
-    predicted = CatsDogsPredictor.from_file(path).p_cat(images)
+    predicted = CatsDogsPredictor.from_pretrained(path).p_cat(images)
     with torch.inference_mode():
         torch.testing.assert_close(predicted, averaged(images), rtol=0, atol=1e-6)
         assert (predicted - raw(images)).abs().max() > 1e-5
