@@ -84,8 +84,8 @@ def ensure_cache(
         warnings.warn(f"the cache at {directory} is damaged ({error}); rebuilding it", stacklevel=2)
         cache = None
     if cache is None:
-        with _sigterm_unwinds():
-            _build(root, entries, image_size, directory, key)
+        with _scratch_folder(directory) as scratch:
+            _build(root, entries, image_size, directory, key, scratch)
         cache = _load(directory, image_size)
     _check_classes(cache, root)
     return cache
@@ -112,9 +112,9 @@ def _load(directory: Path, image_size: int) -> Cache:
     )
 
 
-def _build(root: Path, entries: Sequence[Entry], image_size: int, directory: Path, key: str) -> None:
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+def _build(
+    root: Path, entries: Sequence[Entry], image_size: int, directory: Path, key: str, scratch: Path
+) -> None:
     try:
         sources = [str(root / entry.path) for entry in entries]
         # Written straight into a memmap, so memory stays flat for 25,000 photos; one slot
@@ -158,25 +158,31 @@ def _build(root: Path, entries: Sequence[Entry], image_size: int, directory: Pat
 
 
 @contextlib.contextmanager
-def _sigterm_unwinds() -> Iterator[None]:
-    """Within the block SIGTERM raises SystemExit(143), so the build's `finally` removes its
-    scratch folder. By default SIGTERM ends the process on the spot, and Lightning installs its
-    own handler only after prepare_data, which builds the cache. Where another handler is set,
-    or off the main thread (where none can be), it is left as it is."""
+def _scratch_folder(directory: Path) -> Iterator[Path]:
+    """A new hidden folder beside `directory` to build in; within the block SIGTERM removes it
+    and ends the process (143). By default SIGTERM ends the process on the spot, leaving the
+    folder, and Lightning installs its own handler only after prepare_data, which builds the
+    cache. The handler exits itself instead of raising SystemExit: an exception raised while
+    the decoding pool runs one of its finalizers is printed and ignored, and the build would
+    go on. Where another handler is set, or off the main thread (where none can be), it is
+    left as it is."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     if threading.current_thread() is not threading.main_thread() or (
         signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
     ):
-        yield
+        yield scratch
         return
-    signal.signal(signal.SIGTERM, _exit_143)
+
+    def remove_and_exit(signum: int, frame: object) -> None:
+        shutil.rmtree(scratch, ignore_errors=True)
+        os._exit(128 + signum)  # the pool's worker processes end with their parent's pipes
+
+    signal.signal(signal.SIGTERM, remove_and_exit)
     try:
-        yield
+        yield scratch
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-def _exit_143(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
 
 
 def pixel_digest(images: np.ndarray) -> str:
