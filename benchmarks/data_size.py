@@ -16,6 +16,7 @@ train/ folder is the zoo's own runs (`--reuse`, three seeds), or trained here wi
 
 import argparse
 import json
+import os
 import random
 import statistics
 import sys
@@ -60,9 +61,8 @@ def train_sizes(
             for config in configs:
                 result = run_in_fresh_process(config, 0, str(subset), Path(work), extra_args)
                 result.update(train_photos=min(size, whole))
-                result["command"] = result["command"].replace(
-                    str(subset), f"<nested subset of {size} photos>"
-                )
+                for written in (str(subset), os.path.relpath(subset, REPO)):  # zoo.py writes it relative
+                    result["command"] = result["command"].replace(written, f"<nested subset of {size} photos>")
                 results.append(result)
                 print(
                     f"{config}, {size} photos: test acc {result['test_acc']:.3f}", file=sys.stderr, flush=True
