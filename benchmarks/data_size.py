@@ -61,8 +61,9 @@ def train_sizes(
             for config in configs:
                 result = run_in_fresh_process(config, 0, str(subset), Path(work), extra_args)
                 result.update(train_photos=min(size, whole))
+                named = f"<nested subset of {size} photos>"
                 for written in (str(subset), os.path.relpath(subset, REPO)):  # zoo.py writes it relative
-                    result["command"] = result["command"].replace(written, f"<nested subset of {size} photos>")
+                    result["command"] = result["command"].replace(written, named)
                 results.append(result)
                 print(
                     f"{config}, {size} photos: test acc {result['test_acc']:.3f}", file=sys.stderr, flush=True
