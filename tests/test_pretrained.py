@@ -218,8 +218,10 @@ def test_every_shipped_model_reproduces_its_cards_test_figures(name):
     labels = torch.tensor([label for _, label in files])
     p_cat = p_cat_of(model, images)
     accuracy = ((p_cat >= model.threshold).long() == labels).float().mean().item()
-    assert accuracy == pytest.approx(card["accuracy"], abs=1.5 / len(files))  # one photo either way
-    assert auroc(p_cat, labels) == pytest.approx(card["roc_auc"], abs=2e-3)
+    # A few photos either way: a run in bf16-mixed was tested under autocast, and the shipped
+    # model predicts in float32, which moves p_cat near 0.5 across the threshold now and then.
+    assert accuracy == pytest.approx(card["accuracy"], abs=3.5 / len(files))
+    assert auroc(p_cat, labels) == pytest.approx(card["roc_auc"], abs=3e-3)
 
 
 def test_predict_py_pretrained_starts_without_lightning_or_the_hub(hub_folder, trained_run, photos, expected):
