@@ -9,8 +9,9 @@ answer on every call, and a resumed run (whose config.yaml holds the resolved va
 - Apple GPUs, TPUs and other accelerators: 32-true, the safe default.
 - CPU: bf16-mixed only with bf16 matrix instructions (AVX512-BF16 or AMX-BF16 in the CPU
   flags). Without them torch emulates bf16: we measured 0.67x on a Xeon and 0.05x on an AMD
-  EPYC with AVX2. With them, every zoo config trains 1.2-2.2x faster in bf16 (step rates per
-  CPU in docs/performance.md, from benchmarks/precision_step_rates.py).
+  EPYC with AVX2. With them, every zoo config's training step but logreg's runs 1.37-1.84x
+  faster in bf16 (step rates per CPU in docs/performance.md, from
+  benchmarks/precision_step_rates.py); logreg's config keeps float32.
 """
 
 import platform
