@@ -4,6 +4,7 @@
         [--results benchmarks/results/zoo.json] [--plot docs/images/time_to_accuracy.png] \\
         [--publish weights/]
     python benchmarks/time_to_accuracy.py --from-results benchmarks/results/zoo.json   # no training: redraw
+    python benchmarks/time_to_accuracy.py --from-results runs.json --epoch-seconds alone.json
 
 Every run is benchmarks/zoo.py's (train.py's own CLI in a fresh process, the best epoch chosen
 on validation) with one addition: after every epoch the test folder is scored as well, for
@@ -11,6 +12,10 @@ this curve only (benchmarks/test_curve.py). Nothing reads it during training, so
 also gives the results table's row: the test accuracy of the epoch validation chose. Seconds
 count from the start of fit (start-up and the one-off cache build are not in them) and leave
 the curve's own test passes out.
+
+Runs that shared the machine measure accuracy truly but time falsely: --epoch-seconds puts
+their curves on the clock of a machine alone, each point at its epoch times the config's
+seconds an epoch as benchmarks/epoch_time.py measured them alone (its --json).
 """
 
 import argparse
@@ -41,6 +46,7 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, help="keep the run folders (checkpoints) here")
     parser.add_argument("--plot", type=Path, default=REPO / "docs" / "images" / "time_to_accuracy.png")
     parser.add_argument("--publish", type=Path, help="write each config's weights (best seed on val) here")
+    parser.add_argument("--epoch-seconds", type=Path, help="{config: seconds an epoch} timed alone (JSON)")
     args = parser.parse_args()
     if args.from_results:
         runs = {(r["config"], r["seed"]): r for f in args.from_results for r in json.loads(f.read_text())}
@@ -51,6 +57,8 @@ def main() -> None:
         if not Path(args.root).is_dir():
             sys.exit(f"error: photos not found at {args.root}; pass --root DIR (split_folders layout)")
         results = train_all(args.configs, args.seeds, args.root, args.runs, args.results)
+    if args.epoch_seconds:
+        results = on_alone_clock(results, json.loads(args.epoch_seconds.read_text()))
     configs = list(dict.fromkeys(r["config"] for r in results))  # in the order they ran
     print(render_targets(results, configs))
     print()
@@ -83,6 +91,20 @@ def train_all(
                     results_file.parent.mkdir(parents=True, exist_ok=True)
                     results_file.write_text(json.dumps(results, indent=1) + "\n")
     return results
+
+
+def on_alone_clock(results: list[dict], epoch_seconds: dict[str, float]) -> list[dict]:
+    """The runs of the configs in `epoch_seconds`; each point and the fit at epochs x seconds an epoch."""
+    timed = []
+    for run in (run for run in results if run["config"] in epoch_seconds):
+        per_epoch = epoch_seconds[run["config"]]
+        curve = [{**point, "seconds": point["epoch"] * per_epoch} for point in run["curve"]]
+        fit_seconds = run["epochs"] * per_epoch
+        photos_per_second = run["images_per_second"] * run["fit_seconds"] / fit_seconds
+        timed.append(
+            {**run, "curve": curve, "fit_seconds": fit_seconds, "images_per_second": photos_per_second}
+        )
+    return timed
 
 
 def seconds_to(curve: list[dict], targets: tuple[float, ...]) -> dict[float, float | None]:

@@ -62,6 +62,17 @@ def test_seconds_to_each_target_and_the_table(benchmarks, tmp_path):
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_runs_that_shared_the_machine_go_on_the_alone_clock(benchmarks):
+    _, time_to_accuracy = benchmarks
+    curve = [{"epoch": 2, "seconds": 50.0, "test_acc": 0.6}, {"epoch": 4, "seconds": 130.0, "test_acc": 0.7}]
+    shared = {"config": "a", "seed": 0, "epochs": 4, "fit_seconds": 130.0, "images_per_second": 10.0}
+    results = [{**shared, "curve": curve}, {**shared, "config": "untimed", "curve": curve}]
+    (timed,) = time_to_accuracy.on_alone_clock(results, {"a": 5.0})  # configs not timed alone drop out
+    assert [point["seconds"] for point in timed["curve"]] == [10.0, 20.0]
+    assert timed["fit_seconds"] == 20.0 and timed["images_per_second"] == 65.0  # 13x faster alone
+    assert [point["test_acc"] for point in timed["curve"]] == [0.6, 0.7]  # accuracy is as measured
+
+
 def test_the_reference_cnn_is_the_published_network_and_its_rate_is_measured(monkeypatch):
     monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
     import reference_cnn_cost
