@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from torchmetrics.classification import BinaryConfusionMatrix
-from torchvision.io import write_png
+from torchvision.utils import save_image
 
 from datasets import DataError
 from explanation.live import png_data_uri
@@ -110,7 +110,7 @@ def write_report(
         grid = probe_grid(
             scored.images[index], scored.p_cat[index], scored.labels[index], threshold, len(index)
         )
-        write_png(grid, str(folder / "mistakes.png"))
+        save_image(grid.float() / 255, folder / "mistakes.png")
     figures = "".join(
         f'<figure class="mistake"><img src="{png_data_uri(scored.images[k], 128)}" alt="">'
         f'<figcaption><b class="label">mistake: {m["label"]}, p_cat {m["p_cat"]:.3f}</b>'

@@ -2,6 +2,7 @@
 folder's layout (datasets/layouts.py, as train.py reads it), and the most confident mistakes.
 Shared by evaluate.py and the live page's sample photos (explanation/live.py)."""
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -40,7 +41,7 @@ def labelled_photos(folder: str | os.PathLike, limit: int | None = None) -> tupl
     entries = list_entries(folder, layout)
     entries = [entry for entry in entries if entry.source_split == "test"] or entries
     if limit is not None:
-        entries = entries[:: max(1, len(entries) // limit)][:limit]
+        entries = entries[:: max(1, math.ceil(len(entries) / limit))]  # at most `limit`, first to last
     return layout, [os.path.join(folder, entry.path) for entry in entries], [e.label for e in entries]
 
 
