@@ -7,7 +7,7 @@
 The folder is any layout train.py reads, which gives each photo its label; a layout with a
 held-out part (train/ plus validation/) is scored on that part, as train.py tests. The
 metrics are the torchmetrics objects train.py logs test/acc, test/auroc and test/f1 with,
-so on the test folder this prints the accuracy train.py printed. `--report DIR` writes
+so on the test folder this prints the test/acc train.py printed (in float32). `--report DIR` writes
 DIR/index.html, one self-contained page of the most confident mistakes, each with the
 explain.py command that walks it layer by layer, and DIR/mistakes.png, the same photos
 as one picture.
@@ -85,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     for mistake in mistakes[:3]:
         print(f"a mistake: {mistake['label']}, p_cat {mistake['p_cat']:.3f}: {mistake['explain']}")
     if args.report:
-        print(f"wrote {args.report / 'index.html'} and {args.report / 'mistakes.png'}")
+        print(
+            f"wrote {args.report / 'index.html'}" + (f" and {args.report / 'mistakes.png'}" if index else "")
+        )
     return 0
 
 

@@ -23,10 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pretrained", required=True, help="a shipped model's name")
     parser.add_argument("--folder", required=True, help="labelled photos, as evaluate.py takes them")
-    parser.add_argument("--top", type=int, default=12, help="mistakes on the page")
+    parser.add_argument("--top", type=int, default=9, help="mistakes on the page: three rows")
     parser.add_argument("--out", required=True, type=Path, help="PNG file to write")
     parser.add_argument("--width", type=int, default=1200)
-    parser.add_argument("--height", type=int, default=760)
+    parser.add_argument("--height", type=int, default=645)  # three rows of mistakes
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as folder:
