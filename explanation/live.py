@@ -32,8 +32,9 @@ TOP_TERMS = 8  # terms w_j * x_j listed per side (towards a larger and a smaller
 TOP_SAMPLES = 4
 SAMPLE_COUNT = 48  # sample photos decoded at start-up, spread over the folder's sorted files
 # Labelled photos scored at start-up for the network's most confident mistakes, spread over the
-# folder like the samples: a few seconds on 2 cores, where a whole validation folder (1,000 to
-# 12,500 photos) would keep the page from opening for a minute or more.
+# folder like the samples. Decoding runs at ~300 photos/s on 2 cores: 256 take about a second,
+# where PetImages' 25,000 (a folder without a held-out part counts whole) would hold the page
+# back a minute and a half.
 MISTAKE_POOL = 256
 MISTAKE_COUNT = 8
 
