@@ -18,11 +18,12 @@ from PIL import Image
 from torch import Tensor
 
 from datasets import decode_image, find_image_files
-from datasets.errors import UnreadableImage
+from datasets.errors import DataError, UnreadableImage
 from explanation.ablation import Ablation
 from explanation.text import KIND_WORDS, decision, flip_average_words, formula, normalisation_words, x_words
 from explanation.walk import explain_image, forward_with_inputs
-from models import PCatModel
+from inference.evaluation import confident_mistakes, score_folder
+from models import CLASS_NAMES, PCatModel
 
 PHOTO_SIDE = 256  # the input x on the page, scaled up with crisp pixels
 TEMPLATE_SIDE = 128
@@ -30,6 +31,12 @@ THUMB_SIDE = 64
 TOP_TERMS = 8  # terms w_j * x_j listed per side (towards a larger and a smaller Z)
 TOP_SAMPLES = 4
 SAMPLE_COUNT = 48  # sample photos decoded at start-up, spread over the folder's sorted files
+# Labelled photos scored at start-up for the network's most confident mistakes, spread over the
+# folder like the samples. Decoding runs at ~300 photos/s on 2 cores: 256 take about a second,
+# where PetImages' 25,000 (a folder without a held-out part counts whole) would hold the page
+# back a minute and a half.
+MISTAKE_POOL = 256
+MISTAKE_COUNT = 8
 
 
 class UnitError(ValueError):
@@ -142,16 +149,25 @@ class Sample:
     name: str
     image: Tensor  # uint8 (3, S, S)
     thumb: str  # PNG data URI
+    mistake: str | None = None  # "mistake: dog, p_cat 0.93": its label, and the network's call against it
 
 
 class Samples:
-    """A few photos of a folder, decoded once, and every unit's A for each of them.
+    """A few photos of a folder, decoded once, and every unit's A for each of them; for a labelled
+    folder (datasets/layouts.py), also the network's most confident mistakes among MISTAKE_POOL
+    of its photos, found as evaluate.py finds them.
 
     The A are the unchanged network's: "the photos that switch this unit on most" is a
     fact about the trained unit, not about today's ablation.
     """
 
-    def __init__(self, model: PCatModel, folder: str | os.PathLike, count: int = SAMPLE_COUNT) -> None:
+    def __init__(
+        self,
+        model: PCatModel,
+        folder: str | os.PathLike,
+        count: int = SAMPLE_COUNT,
+        threshold: float | None = None,
+    ) -> None:
         files = find_image_files([os.fspath(folder)])  # raises DataError when it does not exist
         step = max(1, len(files) // count)  # spread over the sorted files: cats and dogs alike
         self.photos: list[Sample] = []
@@ -164,6 +180,7 @@ class Samples:
                 continue  # a sample is a nicety: skip what does not decode
             name = os.path.relpath(path, folder)
             self.photos.append(Sample(name, image, png_data_uri(image, THUMB_SIDE)))
+        self._add_mistakes(model.eval(), folder, model.threshold if threshold is None else threshold)
         self.a_per_unit: dict[str, Tensor] = {}  # layer -> (N, out)
         if self.photos:
             images = torch.stack([sample.image for sample in self.photos])  # (N, 3, S, S)
@@ -173,8 +190,22 @@ class Samples:
                 a = output.a.unsqueeze(-1) if output.a.ndim == 1 else output.a  # the head's p_cat: (N, 1)
                 self.a_per_unit[name] = a.reshape(len(self.photos), -1, a.shape[-1]).mean(dim=1)  # (N, out)
 
+    def _add_mistakes(self, model: PCatModel, folder: str | os.PathLike, threshold: float) -> None:
+        try:
+            scored = score_folder(model, folder, limit=MISTAKE_POOL)
+        except DataError:  # plain photos, no labels: nothing to call a mistake
+            return
+        for k in confident_mistakes(scored.p_cat, scored.labels, threshold, MISTAKE_COUNT):
+            image, label = scored.images[k], CLASS_NAMES[int(scored.labels[k])]
+            mistake = f"mistake: {label}, p_cat {float(scored.p_cat[k]):.2f}"
+            name = os.path.relpath(scored.paths[k], folder)
+            self.photos.append(Sample(name, image, png_data_uri(image, THUMB_SIDE), mistake))
+
     def listing(self) -> list[dict]:
-        return [{"id": f"s{k}", "name": s.name, "thumb": s.thumb} for k, s in enumerate(self.photos)]
+        return [
+            {"id": f"s{k}", "name": s.name, "thumb": s.thumb, "mistake": s.mistake}
+            for k, s in enumerate(self.photos)
+        ]
 
     def top(self, layer: str, unit: int, count: int = TOP_SAMPLES) -> list[dict]:
         if layer not in self.a_per_unit:

@@ -250,7 +250,7 @@ def run_live_page(
             file=sys.stderr,
         )
     try:
-        found = Samples(model, samples) if samples is not None else None
+        found = Samples(model, samples, threshold=threshold) if samples is not None else None
     except DataError as error:
         print(f"error: --samples: {error}", file=sys.stderr)
         return 2

@@ -29,6 +29,16 @@ def browser_paths() -> tuple[str, str] | None:
     return (chromium, driver) if chromium and driver else None
 
 
+def require_browser() -> None:
+    """Skip the calling test when Chromium is missing; under CI, where .ci/run installs it, fail."""
+    import pytest
+
+    if browser_paths() is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the browser test, but Chromium is missing: {INSTALL}")
+        pytest.skip(f"needs headless Chromium and its driver: {INSTALL}")
+
+
 @contextmanager
 def chromium(width: int = 1280, height: int = 1400) -> Iterator[object]:
     """A Selenium WebDriver for headless Chromium; raises RuntimeError when it is not installed."""

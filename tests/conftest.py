@@ -5,6 +5,7 @@ session; the tests that only read its checkpoints, run folder and TensorBoard fi
 """
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -91,3 +92,21 @@ def trained_run(tmp_path_factory, pets) -> TrainedRun:
     result = run_script("train.py", "--config", ARTICLE_CONFIG, "--data.root", pets, *TINY, cwd=work)
     assert result.returncode == 0, result.stderr[-3000:]
     return TrainedRun(work, pets, result.stdout, result.stderr)
+
+
+@pytest.fixture(scope="session")
+def mislabelled(tmp_path_factory, pets) -> Path:
+    """cats/ and dogs/ with 6 of `pets`' photos each of their own class, plus 3 dogs filed under cats/
+    and 2 cats under dogs/ (mistakes for a network that learnt `pets`), plus one file that is not a photo."""
+    folder = tmp_path_factory.mktemp("mislabelled")
+    (folder / "cats").mkdir()
+    (folder / "dogs").mkdir()
+    for k in range(6):
+        shutil.copy(pets / "Cat" / f"{k}.jpg", folder / "cats" / f"cat{k}.jpg")
+        shutil.copy(pets / "Dog" / f"{k}.jpg", folder / "dogs" / f"dog{k}.jpg")
+    for k in range(10, 13):
+        shutil.copy(pets / "Dog" / f"{k}.jpg", folder / "cats" / f"dog{k}.jpg")
+    for k in range(10, 12):
+        shutil.copy(pets / "Cat" / f"{k}.jpg", folder / "dogs" / f"cat{k}.jpg")
+    (folder / "cats" / "notes.jpg").write_text("not a photo")
+    return folder

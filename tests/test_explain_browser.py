@@ -5,7 +5,6 @@ checked against the model in Python. Under CI a missing Chromium fails (.ci/run 
 
 import base64
 import copy
-import os
 import re
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import torch
 
 from datasets import decode_image
 from inference import load_model
-from tests.browser import INSTALL, browser_paths, chromium, live_page
+from tests.browser import chromium, live_page, require_browser
 from tests.conftest import SHARED_DATA
 from tests.live_server import fetch, post_photo, running
 
@@ -24,10 +23,7 @@ WAIT_S = 60
 
 @pytest.fixture(scope="module")
 def browser():
-    if browser_paths() is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the browser test, but Chromium is missing: {INSTALL}")
-        pytest.skip(f"needs headless Chromium and its driver: {INSTALL}")
+    require_browser()
     with chromium() as driver:
         yield driver
 
@@ -156,3 +152,21 @@ def test_a_page_on_another_origin_cannot_push_the_users_photo_out(browser, train
         status, answer = fetch(f"{url}api/explain", {"photo": users_photo})
     assert outcomes == ["fulfilled"] * 40  # the requests did reach the server (opaque answers)
     assert status == 200 and 0 <= answer["p_cat"] <= 1, answer
+
+
+def test_the_networks_mistakes_among_the_samples_are_marked_and_open(
+    browser, trained_run, mislabelled, tmp_path
+):
+    from selenium.webdriver.common.by import By
+
+    with live_page("--ckpt", str(trained_run.best), samples=mislabelled, cwd=tmp_path) as url:
+        browser.get(url)
+        wait_for_update(browser, 0)
+        mistakes = browser.find_elements(By.CSS_SELECTOR, "#mistakes button")
+        assert mistakes and browser.find_element(By.ID, "mistakes-title").is_displayed()
+        caption = mistakes[0].find_element(By.CSS_SELECTOR, ".mistake").text  # "mistake: dog, p_cat 0.93"
+        label, shown = re.fullmatch(r"mistake: (cat|dog), p_cat ([0-9.]+)", caption).groups()
+        before = updates(browser)
+        mistakes[0].click()
+        p_cat = wait_for_update(browser, before)
+        assert abs(p_cat - float(shown)) <= 0.005 and (p_cat >= 0.5) != (label == "cat"), (caption, p_cat)

@@ -19,7 +19,7 @@ import explain
 import predict
 from datasets import decode_image
 from explanation.ablation import Ablation
-from explanation.live import Samples
+from explanation.live import MISTAKE_COUNT, Samples
 from explanation.server import LiveExplainer, create_app
 from explanation.walk import Stats
 from inference import load_model
@@ -236,3 +236,29 @@ def test_explain_py_serve_arguments_fail_in_one_line(trained_run, tmp_path, caps
     assert status == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "--samples" in line and "none" in line
+
+
+def test_the_samples_list_the_networks_surest_mistakes_and_each_opens(model, mislabelled):
+    """A labelled --samples folder: its mistakes, by hand, listed after the samples with their label
+    and p_cat; opening one explains that very photo."""
+    by_hand = []  # (|p_cat - label|, name, label, p_cat) of the wrong calls
+    for path in sorted(mislabelled.rglob("*.jpg")):
+        if path.name != "notes.jpg":
+            p_cat, _ = forward(model, decode_image(path, model.image_size))
+            label = int(path.parent.name == "cats")
+            if (p_cat >= model.threshold) != label:
+                by_hand.append((abs(p_cat - label), path.relative_to(mislabelled).as_posix(), label, p_cat))
+    expected = sorted(by_hand, reverse=True)[:MISTAKE_COUNT]
+    assert expected, "the tiny network called every photo as filed"
+    with running(create_app(LiveExplainer(model, samples=Samples(model, mislabelled)))) as url:
+        status, info = fetch(f"{url}/api/model")
+        assert status == 200, info
+        listed = [sample for sample in info["samples"] if sample["mistake"]]
+        assert [sample["name"] for sample in listed] == [name for _, name, _, _ in expected]
+        for sample, (_, _, label, p_cat) in zip(listed, expected, strict=True):
+            assert sample["mistake"] == f"mistake: {('dog', 'cat')[label]}, p_cat {p_cat:.2f}"
+        assert explain_page(url, listed[0]["id"])["p_cat"] == pytest.approx(expected[0][3], abs=TOLERANCE)
+        assert all(sample["mistake"] is None for sample in info["samples"][: -len(listed)])
+    assert all(
+        sample["mistake"] is None for sample in Samples(model, mislabelled / "cats").listing()
+    )  # no labels

@@ -58,11 +58,18 @@ async function start() {
     for (const sample of state.model.samples) {
       const button = document.createElement("button");
       button.type = "button";
-      button.title = sample.name;
+      button.title = sample.mistake ? `${sample.name} (${sample.mistake})` : sample.name;
       button.dataset.photo = sample.id;
-      button.appendChild(image(sample.thumb, 40));
+      button.appendChild(image(sample.thumb, sample.mistake ? 64 : 40));
       button.onclick = () => choosePhoto(sample.id);
-      $("samples").appendChild(button);
+      if (sample.mistake) {  // the network's surest mistakes on these photos, with its call
+        const caption = document.createElement("span");
+        caption.className = "mistake";
+        caption.textContent = sample.mistake;
+        button.appendChild(caption);
+        $("mistakes-title").hidden = false;
+      }
+      $(sample.mistake ? "mistakes" : "samples").appendChild(button);
     }
     await choosePhoto(state.model.samples[0].id);
   } else {
@@ -72,7 +79,9 @@ async function start() {
 
 async function choosePhoto(id) {
   state.photo = id;
-  for (const button of $("samples").children) button.classList.toggle("current", button.dataset.photo === id);
+  for (const button of document.querySelectorAll("#samples-card button")) {
+    button.classList.toggle("current", button.dataset.photo === id);
+  }
   await refresh();
 }
 
