@@ -104,19 +104,22 @@ class NetworkInsight(pl.Callback):
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # At each new best val/acc, the network best.ckpt is about to hold (ModelCheckpoint runs
         # after every other callback): keep its last hidden A and p_cat of the Projector's photos.
-        # One forward pass, a few % of an epoch; writing them is the dear part (text, ~2 us a
-        # number, 12,288 numbers per photo for x at 64 px), so it happens once, in on_train_end.
+        # One forward pass, ~3% of an epoch; writing them is the dear part (text, several us a
+        # number, 12,288 numbers a photo for x at 64 px), so it happens once, in on_train_end.
         checkpoint, metrics = trainer.checkpoint_callback, trainer.callback_metrics
-        score = metrics.get(checkpoint.monitor) if checkpoint and checkpoint.monitor else None
-        if score is None or trainer.sanity_checking or not self.projector_photos or self._writer(trainer) is None:
+        if not self.projector_photos or trainer.sanity_checking or self._writer(trainer) is None:
             return
-        best = checkpoint.best_model_score
+        if checkpoint is None or metrics.get(checkpoint.monitor) is None:  # no best.ckpt: no best epoch
+            return
+        score, best = metrics[checkpoint.monitor], checkpoint.best_model_score
         if best is None or (score > best if checkpoint.mode == "max" else score < best):
             images, _ = self._validation_photos(trainer, self.projector_photos)
             outputs = self._intermediates(pl_module.model, images.to(pl_module.device))
             p_cat = torch.sigmoid(outputs.pop(next(reversed(outputs))).z.float()).cpu()  # the head's z
             name = next(reversed(outputs), None)  # the last hidden layer; None for logreg
-            a = outputs[name].a.flatten(1).float().cpu() if name else None  # (photos, tokens * units)
+            a = outputs[name].a.float().cpu() if name else None  # (photos, units) or (photos, tokens, units)
+            # A token network's head reads the mean over its tokens: that, and 1/tokens of the text.
+            a = a.mean(1) if a is not None and a.ndim == 3 else a
             self._best = trainer.global_step, name, a, p_cat
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
