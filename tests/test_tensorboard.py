@@ -4,15 +4,19 @@ Projector's files; and the probe photos, half cats, half dogs."""
 
 import math
 
+import lightning.pytorch as pl
 import pytest
 import torch
 from google.protobuf import text_format
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
 
 from datasets.datamodule import CatsDogsDataModule
+from models.classifier import CatsDogsClassifier
 from models.labels import CAT, CLASS_NAMES
 from training.network_insight import NetworkInsight
 
@@ -121,3 +125,50 @@ def test_the_probe_is_half_cats_half_dogs_the_same_every_time(pets, tmp_path):
     assert torch.equal(again[0], images) and torch.equal(again[1], labels)
     _, every = insight.validation_photos(data, 1000)  # more than there are: each photo once
     assert sorted(every.tolist()) == sorted(loader_labels.tolist())
+
+
+@pytest.mark.parametrize(
+    "network, network_kwargs, projector_photos, a_width",
+    [
+        ("logreg", {}, 4, None),  # no hidden layer: x alone
+        ("mixer", {"patch_size": 4, "width": 8, "depth": 1, "token_hidden": 4, "channel_hidden": 6}, 6, 8),
+        ("mlp", {"hidden_dims": [8]}, 0, None),  # switched off
+    ],
+)
+def test_the_projector_of_every_kind_of_network_and_switched_off(
+    pets, tmp_path, network, network_kwargs, projector_photos, a_width
+):
+    data = CatsDogsDataModule(
+        str(pets), image_size=16, batch_size=16, val_fraction=0.25, cache_dir=str(tmp_path)
+    )
+    model = CatsDogsClassifier(network, network_kwargs, image_size=16)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        logger=TensorBoardLogger(tmp_path, name="run"),
+        callbacks=[
+            NetworkInsight(projector_photos=projector_photos),
+            ModelCheckpoint(monitor="val/acc", mode="max"),
+        ],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(model, datamodule=data)
+    folder = tmp_path / "run" / "version_0"
+    if not projector_photos:
+        assert not (folder / "projector_config.pbtxt").exists() and not list(folder.glob("0*"))
+        return
+    config = text_format.Parse((folder / "projector_config.pbtxt").read_text(), ProjectorConfig())
+    tensors = {e.tensor_name.split(":")[0]: folder / e.tensor_path for e in config.embeddings}
+    last_hidden = list(model.model.network.layers())[-2] if a_width else None
+    assert set(tensors) == {"x"} | ({f"{last_hidden}/A"} if a_width else set())
+    for tag, width in (("x", 3 * 16 * 16), (f"{last_hidden}/A", a_width)):
+        if tag in tensors:
+            rows = [row.split("\t") for row in tensors[tag].read_text().splitlines()]
+            assert len(rows) == projector_photos and {len(row) for row in rows} == {width}
+    # x is the pixels the first layer sees: the model's own normalisation of the photos
+    images, _ = NetworkInsight().validation_photos(data, projector_photos)
+    x = model.model.normalize(images).flatten(1)
+    rows = torch.tensor(
+        [[float(v) for v in row.split("\t")] for row in tensors["x"].read_text().splitlines()]
+    )
+    assert torch.allclose(rows, x, atol=5e-4)
