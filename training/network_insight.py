@@ -1,14 +1,14 @@
 """The callback that shows in TensorBoard what the network learns, layer by layer.
 
 Every layer of a zoo network computes Z = W x + b, then A = g(Z). On a fixed probe batch
-(validation photos, half cats, half dogs, the same every time, so snapshots compare) this logs, per
-layer, histograms of W, b, Z, A and dL/dW, the share of dead or saturated units, the
-first layer's weight rows as pictures and the probe photos with their p_cat; per
+(validation photos, half cats, half dogs, the same every time, so snapshots compare) this
+logs, per layer, histograms of W, b, Z, A and dL/dW, the share of dead or saturated units,
+the first layer's weight rows as pictures and the probe photos with their p_cat; per
 validation snapshot and after testing, the confusion matrix and the PR curve; after
 testing, the hyperparameters with the best val/acc and the test/acc; after training, the
 Projector's two views of the validation photos at the best epoch: x, the pixels the first
-layer sees, and the last hidden layer's A. The model graph is
-Lightning's own (`log_graph: true` and the classifier's example_input_array).
+layer sees, and the last hidden layer's A. The model graph is Lightning's own
+(`log_graph: true` and the classifier's example_input_array).
 Everything goes through SummaryWriter's public add_* methods, on rank 0 only.
 """
 
@@ -135,7 +135,7 @@ class NetworkInsight(pl.Callback):
         ]
         sprite = interpolate(images.float(), size=min(SPRITE_SIDE, images.shape[-1]), mode="area") / 255
         x = pl_module.model.normalize(images.to(pl_module.device)).flatten(1).cpu()  # (photos, 3*S*S)
-        # x takes 256 values a channel, 1/255/std ~ 0.016 apart: 3 decimals keep them all, in a
+        # Neighbouring pixel values are ~0.01-0.02 apart in x: 3 decimals keep them apart, in a
         # third of the text of float32's 17 digits.
         embeddings = {"x": x.double().round(decimals=3), f"{name}/A": a}
         for tag, mat in embeddings.items():
