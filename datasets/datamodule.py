@@ -125,6 +125,11 @@ class CatsDogsDataModule(L.LightningDataModule):
         """Photos in the training split; 0 before setup."""
         return len(self.splits.get("train", ()))
 
+    @property
+    def val_labels(self) -> torch.Tensor:
+        """The validation photos' labels (1 = cat), in val_dataloader's order; after setup."""
+        return torch.as_tensor(self.cache.labels[self.splits["val"]], dtype=torch.int64)
+
     def prepare_data(self) -> None:
         cache = self._cache()  # downloads and decodes, once per machine
         message = f"cache: {len(cache.labels)} photos at {cache.directory}"

@@ -34,7 +34,7 @@ CONFIG_SECTIONS = ("trainer", "model", "data", "checkpoint", "last_checkpoint", 
 # Options train.py gets from jsonargparse itself rather than from a string in this project's code.
 PARSER_OPTIONS = ("--config", "--print_config", "--help")
 FILE_ENDINGS = ("py", "yaml", "md", "ckpt", "csv", "zip", "onnx", "pt", "safetensors", "json", "png", "jpg")
-FILE_ENDINGS += ("html", "tmp", "txt", "part", "partial", "db")
+FILE_ENDINGS += ("html", "tmp", "txt", "part", "partial", "db", "tsv", "pbtxt")
 # Namespaces where a name cited without its module is looked up (`PCatModel.normalize`, `nn.Linear`).
 OUTSIDE_NAMESPACES = (
     "builtins",
