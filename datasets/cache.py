@@ -29,11 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets.checksum import sha256_file
 from datasets.decode import decode_many
 from datasets.errors import DataError
 from datasets.layouts import Entry
 from models.labels import CAT
+from models.pretrained import file_sha256
 
 # Bump when the decoded pixels would change for the same files (resize rule, colour
 # handling...), so old caches are not reused.
@@ -146,7 +146,7 @@ def _build(
             "paths": [entries[i].path for i in kept],
             "labels": labels,
             "source_splits": [entries[i].source_split for i in kept],
-            "content_hashes": [sha256_file(sources[i]) for i in kept],
+            "content_hashes": [file_sha256(sources[i]) for i in kept],
             "pixels_blake2b": digest,
         }
         (scratch / "index.json").write_text(json.dumps(index))  # last: marks the cache complete
