@@ -18,17 +18,15 @@ from pathlib import Path
 from datasets import UnreadableImage
 from explanation import explain_file, render_text
 from explanation.static_page import render_page
-from inference import ModelFileError, PCatModel
+from inference import ModelFileError
 from inference.command_line import (
     ArgumentParser,
     add_model_source,
     load_model_source,
-    model_source,
     output_file,
     probability,
     run_cli,
 )
-from inference.loading import EXPORT_NAMES
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -67,12 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        model = load_model_source(args)
-        if not isinstance(model, PCatModel):
-            raise ModelFileError(
-                f"'{model_source(args)}' is {EXPORT_NAMES[model.kind]} export, which hides its layers; "
-                "explain the checkpoint it came from"
-            )
+        model = load_model_source(args, needs_layers="explain")
         threshold = model.threshold if args.threshold is None else args.threshold
         if args.serve:
             from explanation.server import run_live_page  # starlette and uvicorn only when serving

@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from inference import ModelFileError, PCatModel, load_model
+from inference import ModelFileError, load_model
 from inference.command_line import ArgumentParser, add_model_source, load_model_source, run_cli
 from inference.export import FORMATS, export_model
 
@@ -51,11 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     output = args.output or default_output(args)
     try:
-        model = load_model_source(args)
-        if not isinstance(model, PCatModel):
-            raise ModelFileError(
-                f"'{args.ckpt}' is already an export ({model.kind}); export the checkpoint it came from"
-            )
+        model = load_model_source(args, needs_layers="export")
         if args.ckpt is not None and output.exists() and output.samefile(args.ckpt):  # a checkpoint model.pt
             raise ModelFileError(
                 f"the export would overwrite '{args.ckpt}' itself; pass --output with another file name"

@@ -59,7 +59,7 @@ def main(args: list[str] | None = None) -> int:
             raise
         return fail(disk_full(error))
     except SIGTERMException:
-        return 128 + signal.SIGTERM  # last.ckpt is saved (training.checkpointing.SaveLastOnInterrupt)
+        return 128 + signal.SIGTERM  # last.ckpt is saved (training.checkpointing.SaveLastAtExit)
     finally:
         # Lightning leaves a gloo process group to interpreter shutdown, which sometimes
         # aborts a finished run; every rank gets here, so destroying it now is safe.

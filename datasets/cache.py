@@ -1,16 +1,14 @@
 """The decode-once cache: every photo decoded to uint8 (3, S, S) in one .npy file.
 
 Training then reads a memory-mapped array instead of decoding JPEGs every epoch. The
-folder's name holds a key over everything that changes its content (format version,
-image size, the source files' names, sizes and mtimes, labels and source splits), so an
-added, removed, rewritten or touched photo or another size gets a fresh cache. Like rsync's
+folder's name holds a key over everything that changes its content (format version, image
+size, the source files' names, sizes and mtimes, labels and source splits). Like rsync's
 default, size and mtime stand for the content: a photo replaced by one of the same byte size
 with its mtime put back is not noticed (hashing every photo at every start would cost as much
-as decoding it). A cache is built in a
-scratch folder and renamed into place in one step, with index.json written last, so an
-interrupted build is never mistaken for a finished one; SIGTERM or Ctrl-C during a build
-removes the scratch folder. index.json holds a blake2b digest of the pixels, checked at every
-load, so bytes damaged on disk are rebuilt, never trained on.
+as decoding it). A cache is built in a scratch folder and renamed into place, index.json
+written last, so an interrupted build is never mistaken for a finished one; SIGTERM or Ctrl-C
+during a build removes the scratch folder. index.json holds a blake2b digest of the pixels,
+checked at every load, so bytes damaged on disk are rebuilt, never trained on.
 """
 
 import contextlib
@@ -29,11 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets.checksum import sha256_file
 from datasets.decode import decode_many
 from datasets.errors import DataError
 from datasets.layouts import Entry
 from models.labels import CAT
+from models.pretrained import file_sha256
 
 # Bump when the decoded pixels would change for the same files (resize rule, colour
 # handling...), so old caches are not reused.
@@ -146,7 +144,7 @@ def _build(
             "paths": [entries[i].path for i in kept],
             "labels": labels,
             "source_splits": [entries[i].source_split for i in kept],
-            "content_hashes": [sha256_file(sources[i]) for i in kept],
+            "content_hashes": [file_sha256(sources[i]) for i in kept],
             "pixels_blake2b": digest,
         }
         (scratch / "index.json").write_text(json.dumps(index))  # last: marks the cache complete

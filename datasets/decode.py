@@ -11,6 +11,7 @@ import os
 import re
 import warnings
 from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
 
 import numpy as np
 import torch
@@ -33,16 +34,11 @@ def decode_image(path: str | os.PathLike, image_size: int) -> torch.Tensor:
         UnreadableImage: the file is empty, a directory, not an image, truncated,
             a decompression bomb, or otherwise undecodable; str() is the reason.
     """
-    pixels = _decode_array(os.fspath(path), image_size)  # (S, S, 3) uint8
-    return torch.from_numpy(pixels).permute(2, 0, 1).contiguous()  # (3, S, S)
+    return _as_tensor(_decode_array(os.fspath(path), image_size))
 
 
 def decode_many(
-    paths: Sequence[str],
-    image_size: int,
-    workers: int = 0,
-    progress: bool = False,
-    desc: str = "decoding",
+    paths: Sequence[str], image_size: int, workers: int = 0, progress: bool = False
 ) -> Iterator[tuple[str, torch.Tensor | None, str | None]]:
     """Decode many files, yielding (path, tensor or None, reason or None) in input order.
 
@@ -51,20 +47,18 @@ def decode_many(
     """
     workers = workers or os.cpu_count() or 1
     jobs = [(os.fspath(path), image_size) for path in paths]
-    with tqdm(total=len(jobs), desc=desc, unit="img", disable=not progress) as bar:
+    bar = tqdm(total=len(jobs), desc="decoding", unit="img", disable=not progress)
+    with bar, ExitStack() as stack:
         if workers > 1 and len(jobs) >= PARALLEL_MIN_PATHS:
+            pool = stack.enter_context(multiprocessing.get_context().Pool(workers))
             # Enough chunks per worker to balance uneven photo sizes, big enough
             # chunks that pickling overhead stays small.
-            chunksize = max(1, min(64, len(jobs) // (workers * 8)))
-            with multiprocessing.get_context().Pool(workers) as pool:
-                for result in pool.imap(_decode_job, jobs, chunksize=chunksize):
-                    bar.update()
-                    yield _as_tensor(result)
+            results = pool.imap(_decode_job, jobs, chunksize=max(1, min(64, len(jobs) // (workers * 8))))
         else:
-            for job in jobs:
-                result = _decode_job(job)
-                bar.update()
-                yield _as_tensor(result)
+            results = map(_decode_job, jobs)
+        for path, pixels, reason in results:
+            bar.update()
+            yield path, None if pixels is None else _as_tensor(pixels), reason
 
 
 def find_image_files(paths: Sequence[str]) -> list[str]:
@@ -103,13 +97,8 @@ def _decode_job(job: tuple[str, int]) -> tuple[str, np.ndarray | None, str | Non
         return path, None, str(error)
 
 
-def _as_tensor(
-    result: tuple[str, np.ndarray | None, str | None],
-) -> tuple[str, torch.Tensor | None, str | None]:
-    path, pixels, reason = result
-    if pixels is None:
-        return path, None, reason
-    return path, torch.from_numpy(pixels).permute(2, 0, 1).contiguous(), None  # (3, S, S)
+def _as_tensor(pixels: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(pixels).permute(2, 0, 1).contiguous()  # (S, S, 3) -> (3, S, S)
 
 
 def _decode_array(path: str, image_size: int) -> np.ndarray:

@@ -44,12 +44,20 @@ def add_model_source(parser: argparse.ArgumentParser, ckpt_help: str) -> None:
     )
 
 
-def load_model_source(args: argparse.Namespace) -> "PCatModel | ExportedModel":
+def load_model_source(args: argparse.Namespace, needs_layers: str = "") -> "PCatModel | ExportedModel":
     """The model that --ckpt or --pretrained names, by the one loader (inference.load_model), which
-    takes either; ModelFileError (one line) when there is none."""
-    from inference.loading import load_model
+    takes either; ModelFileError (one line) when there is none. With `needs_layers` (what the script
+    does with them: "explain", "export"), an ONNX or TorchScript export, which hides them, is refused."""
+    from inference.loading import EXPORT_NAMES, load_model
+    from models import ModelFileError, PCatModel
 
-    return load_model(model_source(args))
+    model = load_model(model_source(args))
+    if needs_layers and not isinstance(model, PCatModel):
+        raise ModelFileError(
+            f"'{model_source(args)}' is {EXPORT_NAMES[model.kind]} export, which hides its layers; "
+            f"{needs_layers} the checkpoint it came from"
+        )
+    return model
 
 
 def model_source(args: argparse.Namespace) -> str:

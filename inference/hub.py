@@ -64,19 +64,11 @@ class PCatHubModel(
         (save_directory / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
     @classmethod
-    def _from_pretrained(
-        cls,
-        *,
-        model_id: str,
-        revision: str | None,
-        cache_dir: str | Path | None,
-        force_download: bool,
-        local_files_only: bool,
-        token: str | bool | None,
-        **model_kwargs: Any,  # config.json's arguments: load_pretrained reads them itself
-    ) -> "PCatHubModel":
-        hub_options = {"cache_dir": cache_dir, "force_download": force_download, "token": token}
-        hub_options["local_files_only"] = local_files_only
+    def _from_pretrained(cls, *, model_id: str, revision: str | None, **options: Any) -> "PCatHubModel":
+        # `options` also holds config.json's arguments, which load_pretrained reads itself.
+        hub_options = {
+            name: options[name] for name in ("cache_dir", "force_download", "local_files_only", "token")
+        }
         return cls.from_model(load_pretrained(model_id, revision=revision, **hub_options))
 
     def generate_model_card(self, *args: Any, **kwargs: Any) -> ModelCard:

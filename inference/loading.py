@@ -26,7 +26,7 @@ from safetensors import SafetensorError, safe_open
 from torch import Tensor
 
 from models import CHECKPOINT_FORMAT, PROJECT_VERSION, ModelConfigError, ModelFileError, PCatModel, class_name
-from models.pretrained import build_model, load_pretrained
+from models.pretrained import build_model, first_line, load_pretrained
 
 EXPORT_FORMAT = 2  # the metadata layout export.py writes into every exported file
 TORCHSCRIPT_METADATA = "catsdogs.json"  # the TorchScript archive's extra file holding the metadata
@@ -113,9 +113,8 @@ def read_checkpoint(path: str | Path) -> dict:
             "checkpoints of tensors and plain data load, as train.py writes them"
         ) from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as error:
-        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise ModelFileError(
-            f"'{path}' is a damaged PyTorch file, truncated or corrupt ({first_line[:120]})"
+            f"'{path}' is a damaged PyTorch file, truncated or corrupt ({first_line(error, 120)})"
         ) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ModelFileError(f"'{path}' is a PyTorch file but not a checkpoint written by train.py")
@@ -218,8 +217,7 @@ def _load_onnx(path: Path) -> ExportedModel:
     try:
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime raises its own untyped errors for bad files
-        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise ModelFileError(f"'{path}' is not a readable ONNX model ({first_line[:120]})") from None
+        raise ModelFileError(f"'{path}' is not a readable ONNX model ({first_line(error, 120)})") from None
     config = _export_config(path, dict(session.get_modelmeta().custom_metadata_map))
     input_name = session.get_inputs()[0].name
     return ExportedModel(
@@ -239,6 +237,7 @@ def _load_torchscript(path: Path) -> ExportedModel:
             module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra_files)
         metadata = json.loads(extra_files[TORCHSCRIPT_METADATA] or "{}")
     except (RuntimeError, ValueError) as error:
-        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise ModelFileError(f"'{path}' is not a readable TorchScript model ({first_line[:120]})") from None
+        raise ModelFileError(
+            f"'{path}' is not a readable TorchScript model ({first_line(error, 120)})"
+        ) from None
     return ExportedModel(path, "torchscript", _export_config(path, metadata), module.eval())

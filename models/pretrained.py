@@ -115,7 +115,7 @@ def build_model(config: dict, weights: Path | dict[str, Tensor], source: str | o
             model = PCatModel(**config)
     except (TypeError, ValueError) as error:  # ModelConfigError is a ValueError
         raise ModelFileError(
-            f"'{source}' does not match this version's models: {_first_line(error)}"
+            f"'{source}' does not match this version's models: {first_line(error)}"
         ) from None
     needed = {name: (tuple(t.shape), t.dtype) for name, t in model.state_dict().items()}
     if isinstance(weights, dict):
@@ -159,8 +159,9 @@ def _check(needed: dict[str, tuple], found: dict[str, tuple], source: str | os.P
         )
 
 
-def _first_line(error: Exception) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
+def first_line(error: BaseException, limit: int | None = 160) -> str:
+    """An error's message cut to its first line (and to `limit` characters), for one-line reports."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:limit]
 
 
 def read_config(folder: Path) -> dict:
@@ -197,10 +198,11 @@ def check_sha256(path: Path, expected: str, recorded_by: str) -> None:
         )
 
 
-def file_sha256(path: Path) -> str:
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file, read in 1 MiB blocks so an 800 MB archive never sits in memory."""
     digest = hashlib.sha256()
     with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
+        while block := file.read(1 << 20):
             digest.update(block)
     return digest.hexdigest()
 
@@ -260,5 +262,4 @@ def download(repo_id: str, revision: str | None = None, **hub_options: Any) -> P
             "cache; connect and retry, or pass a local folder"
         ) from None
     except HfHubHTTPError as error:  # the Hub answered: no such repo, gated, no such revision
-        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise ModelFileError(f"the Hugging Face Hub has no usable '{repo_id}': {first_line[:160]}") from None
+        raise ModelFileError(f"the Hugging Face Hub has no usable '{repo_id}': {first_line(error)}") from None

@@ -18,7 +18,7 @@ import torch
 
 from datasets import DataError
 from datasets.datamodule import CatsDogsDataModule
-from datasets.download import PETIMAGES, download_petimages
+from datasets.download import PETIMAGES_SHA256, download_petimages
 from datasets.layouts import detect_layout, list_entries
 from models.labels import CAT, DOG
 from tests.image_factory import CAT_COLOR, DOG_COLOR, make_layout, write_image
@@ -215,7 +215,7 @@ def test_a_server_that_never_answers_times_out(tmp_path):
 def test_datamodule_without_root_uses_an_earlier_download_offline(tmp_path):
     data = tmp_path / "data"
     make_layout(data / "PetImages", "class_folders", n_per_class=4, size=(16, 16))
-    (data / ".PetImages.complete").write_text(PETIMAGES.sha256 + "\n")  # as fetch_archive leaves it
+    (data / ".PetImages.complete").write_text(PETIMAGES_SHA256 + "\n")  # as download_petimages leaves it
     module = CatsDogsDataModule(
         root=None, image_size=16, batch_size=4, download_dir=str(data), cache_dir=str(tmp_path / "cache")
     )

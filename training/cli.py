@@ -26,6 +26,7 @@ from datasets.datamodule import CatsDogsDataModule
 from inference import read_checkpoint
 from models import ModelConfigError
 from models.classifier import CatsDogsClassifier
+from models.pretrained import first_line
 from training.checkpointing import AtomicCheckpointIO, ResumeRandomState, SaveLastAtExit, SaveSessionConfig
 from training.network_insight import NetworkInsight
 from training.precision import choose_precision
@@ -65,8 +66,7 @@ class CatsDogsCLI(LightningCLI):
             if isinstance(error, ModelConfigError):
                 raise
             # A value a callback or the Trainer refuses when it is built (e.g. checkpoint.mode).
-            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            raise ConfigError(first_line.replace("`", "")) from None
+            raise ConfigError(first_line(error, limit=None).replace("`", "")) from None
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.image_size", "model.image_size")  # a fact of the data, typed once
