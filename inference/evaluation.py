@@ -56,7 +56,7 @@ def score_folder(
     """Decode and score a labelled folder's photos (`labelled_photos`); DataError when it has none."""
     layout, paths, labels = labelled_photos(folder, limit)
     kept, images, skipped = [], [], []
-    decoded = decode_many(paths, model.image_size, progress=progress, desc="scoring")
+    decoded = decode_many(paths, model.image_size, progress=progress)
     for (path, image, reason), label in zip(decoded, labels, strict=True):
         if image is None:
             skipped.append((path, reason))

@@ -174,23 +174,35 @@ def test_interrupted_builds_are_never_mistaken_for_a_cache(photos, tmp_path):
     assert sorted(os.listdir(tmp_path / "cache")) == sorted([directory.name, scratch.name])
 
 
-def test_sigterm_during_a_build_leaves_no_scratch_folder(tmp_path):
-    # 300 copies of one large photo: decoding them takes long enough to be stopped midway.
+def start_pooled_build(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
+    """train.py's cache build of 300 copies of one large photo, in a process of its own (whose main
+    thread sets the SIGTERM handler), decoded by a pool: slow enough to be stopped midway."""
     photo = write_image(tmp_path / "photo.jpg", (200, 120, 80), (900, 900), noise=60)
     for label in ("Cat", "Dog"):
         (tmp_path / "pets" / label).mkdir(parents=True)
         for i in range(150):
             os.link(photo, tmp_path / "pets" / label / f"{i}.jpg")
-    cache_dir = tmp_path / "cache"
     script = (
         "import sys; from datasets.cache import ensure_cache; from datasets.layouts import list_entries; "
         "ensure_cache(sys.argv[1], list_entries(sys.argv[1], 'auto'), 64, sys.argv[2], 'pets')"
     )
-    build = subprocess.Popen(
-        [sys.executable, "-c", script, str(tmp_path / "pets"), str(cache_dir)],
-        cwd=REPO,
-        stderr=subprocess.PIPE,
-    )
+    command = [sys.executable, "-c", script, str(tmp_path / "pets"), str(tmp_path / "cache")]
+    return subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True), tmp_path / "cache"
+
+
+def test_a_build_decoded_by_a_pool_completes(tmp_path):
+    # The pool ends its workers with SIGTERM; they inherit the build's handler and must not
+    # remove the scratch folder the build still writes to.
+    build, cache_dir = start_pooled_build(tmp_path)
+    _, errors = build.communicate(timeout=300)
+    assert build.returncode == 0, errors
+    (directory,) = cache_dir.iterdir()
+    assert (directory / "index.json").is_file()
+    assert np.load(directory / "images.npy").shape == (300, 3, 64, 64)
+
+
+def test_sigterm_during_a_build_leaves_no_scratch_folder(tmp_path):
+    build, cache_dir = start_pooled_build(tmp_path)
     deadline = time.monotonic() + 120
     # Stopped while it decodes: its scratch folder holds the memory-mapped slots by then.
     while not (cache_dir.is_dir() and any(cache_dir.glob(".*/slots.npy"))):
