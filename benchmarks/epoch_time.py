@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", default=["mlp_article"])
     parser.add_argument("--epochs", type=int, help="override trainer.max_epochs (default: as configured)")
     parser.add_argument("--rounds", type=int, default=2, help="alternating pairs of runs per config")
-    parser.add_argument("--root", default=str(DEFAULT_ROOT))
+    parser.add_argument("--root", type=lambda root: str(Path(root).resolve()), default=str(DEFAULT_ROOT))
     parser.add_argument("--json", type=Path, help="also write {config: mean epoch seconds} here")
     args = parser.parse_args()
     if not args.baseline:

@@ -172,13 +172,8 @@ def _scratch_folder(directory: Path) -> Iterator[Path]:
         yield scratch
         return
 
-    builder = os.getpid()
-
     def remove_and_exit(signum: int, frame: object) -> None:
-        # The decoding pool's workers are forked inside this block and inherit the handler, and
-        # the pool ends them with SIGTERM when decoding is done: only the builder may remove.
-        if os.getpid() == builder:
-            shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
         os._exit(128 + signum)  # the pool's worker processes end with their parent's pipes
 
     signal.signal(signal.SIGTERM, remove_and_exit)

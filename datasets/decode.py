@@ -9,6 +9,7 @@ the file and report why instead of crashing half-way through 25,000 photos.
 import multiprocessing
 import os
 import re
+import signal
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
@@ -50,7 +51,11 @@ def decode_many(
     bar = tqdm(total=len(jobs), desc="decoding", unit="img", disable=not progress)
     with bar, ExitStack() as stack:
         if workers > 1 and len(jobs) >= PARALLEL_MIN_PATHS:
-            pool = stack.enter_context(multiprocessing.get_context().Pool(workers))
+            # The workers take SIGTERM's default (end at once) whatever handler their parent set
+            # (datasets/cache.py sets one while it builds): the pool ends them with SIGTERM, and
+            # a Python handler never runs in a worker blocked on a lock, which would hang the pool.
+            reset = (signal.SIGTERM, signal.SIG_DFL)
+            pool = stack.enter_context(multiprocessing.get_context().Pool(workers, signal.signal, reset))
             # Enough chunks per worker to balance uneven photo sizes, big enough
             # chunks that pickling overhead stays small.
             results = pool.imap(_decode_job, jobs, chunksize=max(1, min(64, len(jobs) // (workers * 8))))
