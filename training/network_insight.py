@@ -28,7 +28,7 @@ from training.tensorboard_pictures import confusion_matrix_figure, probe_grid, w
 SNAPSHOTS_PER_RUN = 5  # every_n_epochs None: about this many, ~0.4 s each: under 10% of a run
 RELU_LIKE = ("relu", "leaky_relu", "gelu", "silu")  # dead: A <= 0 for every probe photo, so no gradient
 SATURATION = {"sigmoid": (0.01, 0.99), "tanh": (-0.99, 0.99)}  # stuck in a flat tail for every probe photo
-SPRITE_SIDE = 32  # Projector thumbnails: 1,000 photos make a 1,024-pixel square sprite
+SPRITE_SIDE = 32  # Projector thumbnails: 500 photos make a 736-pixel square sprite
 
 
 class NetworkInsight(pl.Callback):
@@ -42,7 +42,7 @@ class NetworkInsight(pl.Callback):
         probe_size: How many validation photos, half cats, half dogs, form the fixed probe batch.
         num_templates: How many of the first layer's units to show as weight templates.
         projector_photos: How many validation photos (half cats, half dogs) the Projector
-            shows; 0: no Projector.
+            shows; 0: no Projector. Writing 500 takes about 4 s (docs/tensorboard.md).
     """
 
     def __init__(
@@ -50,7 +50,7 @@ class NetworkInsight(pl.Callback):
         every_n_epochs: PositiveInt | None = None,
         probe_size: PositiveInt = 64,
         num_templates: NonNegativeInt = 32,
-        projector_photos: NonNegativeInt = 1000,
+        projector_photos: NonNegativeInt = 500,
     ) -> None:
         # The types are the checks: LightningCLI refuses a 0 or a -1 before any photo is read.
         self.every_n_epochs, self.probe_size, self.num_templates = every_n_epochs, probe_size, num_templates
