@@ -167,7 +167,7 @@ def plot(results: list[dict], configs: list[str], path: Path) -> None:
     axes.set_xscale("log")
     axes.set_xlabel("training seconds on 2 CPU cores (log scale)")
     axes.set_ylabel("test accuracy (1,000 photos)")
-    axes.set_ylim(0.45, 0.85)
+    axes.set_ylim(0.45, 0.9)
     axes.set_title("Time to accuracy: mean over seeds (number in brackets), each seed faint")
     axes.legend(loc="upper left", fontsize=7, ncol=2)
     axes.grid(alpha=0.3)
