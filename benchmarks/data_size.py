@@ -100,6 +100,7 @@ def plot(results: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(7, 4.2), dpi=100)
+    every_size = sorted({r["train_photos"] for r in results})
     for config in dict.fromkeys(r["config"] for r in results):
         runs = [r for r in results if r["config"] == config]
         sizes = sorted({r["train_photos"] for r in runs})
@@ -109,11 +110,11 @@ def plot(results: list[dict], path: Path) -> None:
             sizes, [statistics.mean(a) for a in at], yerr=spread, marker="o", capsize=3, label=config
         )
     axes.set_xscale("log")
-    axes.set_xlabel(
-        "training photos (dogs-vs-cats/train, class-balanced, nested; 10% of them choose the epoch)"
-    )
+    axes.set_xticks(every_size, [f"{s:,}" for s in every_size])  # the sizes trained, not powers of ten
+    axes.minorticks_off()
+    axes.set_xlabel("training photos (dogs-vs-cats/train, class-balanced, nested; 10% choose the epoch)")
     axes.set_ylabel("test accuracy (1,000 photos)")
-    axes.set_title("How much data each network needs (one seed per size, three at the largest)")
+    axes.set_title("How much data each network needs (one seed a size, three at the largest)", fontsize=10)
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
     figure.tight_layout()
