@@ -64,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
             "path": scored.paths[k],
             "label": CLASS_NAMES[int(scored.labels[k])],
             "p_cat": float(scored.p_cat[k]),
+            "explain": shlex.join([*explain, scored.paths[k]]),
         }
-        | {"explain": shlex.join([*explain, scored.paths[k]])}
         for k in index
     ]
     if args.report:
